@@ -1,0 +1,113 @@
+"""Configuration: the YAML defaults and the typed settings model that validates them.
+
+Settings are loaded once, at the command-line edge (`load_settings`), and passed down as a
+`Settings` object; nothing below the CLI reads files or environment variables for config.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_CONFIG = "default.yaml"
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be read or does not validate; the message names the key path."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FeatureSettings(_Strict):
+    windows_days: tuple[int, ...] = Field(default=(7, 30, 90, 365), min_length=1)
+    negative_sentiment_threshold: float = Field(default=-0.05, ge=-1.0, le=1.0)
+
+    @field_validator("windows_days")
+    @classmethod
+    def _positive_sorted_unique(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(w <= 0 for w in v):
+            raise ValueError(f"every window must be a positive number of days, got {list(v)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"windows must be distinct, got {list(v)}")
+        return tuple(sorted(v))
+
+
+class TrainingSettings(_Strict):
+    cutoffs: int = Field(default=4, ge=2, description="feature snapshots in the training frame")
+    cutoff_spacing_days: int = Field(default=30, ge=1)
+
+
+class Settings(_Strict):
+    horizon_days: int = Field(default=90, ge=1, le=3650)
+    activity_event_types: tuple[str, ...] = Field(default=("purchase",), min_length=1)
+    features: FeatureSettings = FeatureSettings()
+    training: TrainingSettings = TrainingSettings()
+
+
+def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(text: str, origin: str) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{origin}: not valid YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{origin}: expected a mapping of settings at the top level, got {type(data).__name__}"
+        )
+    return data
+
+
+def _format_errors(exc: ValidationError, origin: str) -> str:
+    lines = [f"invalid configuration in {origin}:"]
+    for err in exc.errors():
+        path = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        got = err.get("input")
+        got_text = "" if err["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling against configs/default.yaml"
+            got_text = ""
+        lines.append(f"  {path}: {msg}{got_text}")
+    return "\n".join(lines)
+
+
+def default_config_text() -> str:
+    return resources.files("configs").joinpath(DEFAULT_CONFIG).read_text(encoding="utf-8")
+
+
+def settings_from_dict(data: dict[str, Any], origin: str = "<settings>") -> Settings:
+    """Validate a settings mapping merged over the packaged defaults."""
+    merged = _deep_merge(_read_yaml(default_config_text(), DEFAULT_CONFIG), data)
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(exc, origin)) from None
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Defaults from `configs/default.yaml`, with the file at `path` (if any) merged over them."""
+    if path is None:
+        return settings_from_dict({}, DEFAULT_CONFIG)
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from exc
+    return settings_from_dict(_read_yaml(text, str(path)), str(path))

@@ -1,0 +1,155 @@
+"""`retain generate | validate | import | features`: the data commands. The CLI reads and writes;
+the functions it calls compute."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from configs.cli import ConfigOption, Progress, handle_errors, parse_cutoff, settings_from
+from features.contract import ContractError
+
+app = typer.Typer()
+
+DataOption = Annotated[
+    str,
+    typer.Option(
+        "--data", help="Data folder (<table>.parquet|.csv) or SQLAlchemy URL.", show_default=False
+    ),
+]
+
+
+def load_tables(data: str, progress: Progress):
+    """Read and validate a source, printing the reconciliation; returns the ValidationResult."""
+    from features.sources import read_source
+    from features.validate import validate
+
+    progress(f"reading {data}")
+    raw = read_source(data)
+    progress("validating against the data contract")
+    result = validate(raw)
+    typer.echo(result.summary(), err=True)
+    return result
+
+
+def _quarantine_dir(data: str, quarantine: Path | None) -> Path:
+    from features.sources import is_sql_url
+
+    if quarantine is not None:
+        return quarantine
+    return Path("quarantine") if is_sql_url(data) else Path(data) / "quarantine"
+
+
+def _write_quarantine(result, folder: Path, progress: Progress) -> None:
+    from features.sources import write_frame
+
+    for name, frame in result.quarantine.items():
+        target = folder / f"{name}.parquet"
+        if len(frame):
+            write_frame(frame, target)
+            progress(f"quarantined {len(frame):,} {name} rows -> {target}")
+        elif target.exists():
+            target.unlink()  # a stale file would claim rows that are no longer quarantined
+
+
+@app.command()
+@handle_errors(ContractError, ValueError)
+def generate(
+    out: Annotated[Path, typer.Option(help="Folder to write the contract tables to.")],
+    customers: Annotated[int, typer.Option(min=1, help="Number of customers.")] = 5000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same bytes.")] = 0,
+    start: Annotated[
+        str, typer.Option(help="First day of the simulated period (UTC).")
+    ] = "2024-01-01",
+    days: Annotated[
+        int, typer.Option(min=120, help="Length of the simulated period in days.")
+    ] = 730,
+    drift: Annotated[
+        bool, typer.Option(help="Shift behaviour in the last months (for monitoring).")
+    ] = False,
+) -> None:
+    """Write a synthetic CX world (customers, events, feedback, churn) to OUT."""
+    from features.synthetic import generate_world, write_world
+
+    progress = Progress()
+    progress(
+        f"generating {customers:,} customers over {days} days from {start} (seed {seed}{', drift' if drift else ''})"
+    )
+    world = generate_world(customers, seed, start=start, days=days, drift=drift, progress=progress)
+    paths = write_world(world, out)
+    for name, path in paths.items():
+        progress(f"{name:<10} {len(world[name]):>12,} rows -> {path}")
+
+
+@app.command("validate")
+@handle_errors(ContractError)
+def validate_cmd(
+    data: DataOption,
+    quarantine: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to write quarantined rows (default: DATA/quarantine, or ./quarantine for SQL)."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Check a source against the data contract and write quarantined rows with their reasons."""
+    settings_from(config)
+    progress = Progress()
+    result = load_tables(data, progress)
+    _write_quarantine(result, _quarantine_dir(data, quarantine), progress)
+
+
+@app.command("import")
+@handle_errors(ContractError, ValueError)
+def import_cmd(
+    mapping: Annotated[Path, typer.Option(help="Import mapping YAML (see configs/mappings/).")],
+    source: Annotated[Path, typer.Option(help="The export file, or a folder holding exactly one.")],
+    out: Annotated[Path, typer.Option(help="Folder to write contract tables to.")],
+    config: ConfigOption = None,
+) -> None:
+    """Turn a foreign export into contract tables using a mapping file, and validate them."""
+    from features.mapping import apply_mapping, load_mapping, read_export
+    from features.sources import write_tables
+    from features.validate import validate
+
+    settings_from(config)
+    progress = Progress()
+    spec = load_mapping(mapping)
+    progress(f"reading {source}")
+    export = read_export(source, spec)
+    progress(f"mapping {len(export):,} rows with {mapping}")
+    raw = apply_mapping(export, spec)
+    result = validate(raw)
+    typer.echo(result.summary(), err=True)
+    # The mapped tables are written whole: every later run re-validates and reports the same
+    # quarantine, so nothing is lost between import and use.
+    for name, path in write_tables(raw, out).items():
+        progress(f"{name:<10} -> {path}")
+    _write_quarantine(result, out / "quarantine", progress)
+
+
+@app.command()
+@handle_errors(ContractError)
+def features(
+    data: DataOption,
+    as_of: Annotated[
+        str, typer.Option("--as-of", help="Cutoff (exclusive), e.g. 2025-06-30; UTC.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output file, .parquet or .csv.")],
+    config: ConfigOption = None,
+) -> None:
+    """Build one row of features per customer in the population at AS_OF."""
+    from features.build import build_features
+    from features.sources import write_frame
+
+    settings = settings_from(config)
+    cutoff = parse_cutoff(as_of)
+    progress = Progress()
+    tables = load_tables(data, progress).tables
+    progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
+    frame = build_features(tables, cutoff, settings)
+    write_frame(frame, out, index=True)
+    progress(f"{len(frame):,} customers x {frame.shape[1]} features -> {out}")

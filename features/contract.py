@@ -1,0 +1,135 @@
+"""The data contract: table names, columns, allowed values, and the validated `Tables` bundle.
+
+Validated tables have fixed, normalised dtypes so every stage downstream can rely on them:
+
+- `customers`: one row per customer, `customer_id` str (unique), `signup_date` datetime64[ns, UTC],
+  optional `segment`, `plan`, `region` (str) and any further static attribute columns.
+- `events`: `customer_id` Categorical whose categories are exactly `customers.customer_id`
+  (so `.cat.codes` are row positions in `customers`), `ts` datetime64[ns, UTC], `channel`
+  Categorical over `CHANNELS`, `event_type` Categorical (observed types), `amount` float64
+  (NaN when absent), `resolved` pandas nullable boolean (NA when absent).
+- `feedback`: `customer_id` Categorical as above, `ts`, `survey` Categorical over `SURVEYS`,
+  `score` float64 holding integers in the survey's range, `comment` object (str or None).
+- `churn`: `customer_id` Categorical as above (unique), `churn_date` datetime64[ns, UTC].
+
+All timestamps are UTC. A cutoff `as_of` is exclusive: features may only use rows with
+`ts < as_of`; labels use `as_of <= ts < as_of + horizon`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import pandas as pd
+
+CHANNELS: tuple[str, ...] = (
+    "web",
+    "app",
+    "store",
+    "phone",
+    "chat",
+    "email",
+    "sms",
+    "social",
+    "other",
+)
+KNOWN_EVENT_TYPES: tuple[str, ...] = (
+    "visit",
+    "purchase",
+    "refund",
+    "support_contact",
+    "complaint",
+    "delivery_issue",
+    "payment_failed",
+)
+# Inclusive score range per survey. CES follows CES 2.0: 1-7 agreement that the company made it
+# easy, so higher is better for all three surveys.
+SURVEYS: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
+# A response at or below this score counts as negative (NPS detractor, CSAT 1-2, CES 1-3).
+NEGATIVE_AT_OR_BELOW: dict[str, int] = {"nps": 6, "csat": 2, "ces": 3}
+
+TABLE_NAMES: tuple[str, ...] = ("customers", "events", "feedback", "churn")
+REQUIRED_TABLES: tuple[str, ...] = ("customers", "events")
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id", "signup_date"),
+    "events": ("customer_id", "ts", "channel", "event_type"),
+    "feedback": ("customer_id", "ts", "survey", "score"),
+    "churn": ("customer_id", "churn_date"),
+}
+OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
+    "customers": ("segment", "plan", "region"),
+    "events": ("amount", "resolved"),
+    "feedback": ("comment",),
+    "churn": (),
+}
+TIME_COLUMN: dict[str, str] = {
+    "customers": "signup_date",
+    "events": "ts",
+    "feedback": "ts",
+    "churn": "churn_date",
+}
+
+
+class ContractError(ValueError):
+    """Input that cannot be used at all (unreadable source, missing table or column).
+
+    Row-level problems never raise: those rows go to quarantine with a reason.
+    """
+
+
+def to_utc(value: str | pd.Timestamp) -> pd.Timestamp:
+    """A cutoff or date as a UTC timestamp; naive input is taken to be UTC already."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a date or timestamp: {value!r} (expected e.g. 2024-06-30)") from exc
+    if ts is pd.NaT:
+        raise ValueError(f"not a date or timestamp: {value!r} (expected e.g. 2024-06-30)")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+@dataclass(frozen=True)
+class Tables:
+    """Validated contract tables. Build one with `features.validate.validate`, never by hand
+    unless the frames already have the normalised dtypes described in the module docstring."""
+
+    customers: pd.DataFrame
+    events: pd.DataFrame
+    feedback: pd.DataFrame | None = None
+    churn: pd.DataFrame | None = None
+
+    def data_end(self) -> pd.Timestamp | None:
+        """The latest timestamp anywhere in the data (events, feedback, churn), or None."""
+        stamps = [
+            frame[col].max()
+            for frame, col in (
+                (self.events, "ts"),
+                (self.feedback, "ts"),
+                (self.churn, "churn_date"),
+            )
+            if frame is not None and len(frame)
+        ]
+        return max(stamps) if stamps else None
+
+    def cut(self, as_of: str | pd.Timestamp) -> Tables:
+        """What a system running at `as_of` would have seen: customers signed up before it and
+        every row strictly before it. Customer categories are re-aligned to the kept customers."""
+        as_of = to_utc(as_of)
+        customers = self.customers.loc[self.customers["signup_date"] < as_of].reset_index(drop=True)
+        ids = pd.Index(customers["customer_id"])
+
+        def _cut(frame: pd.DataFrame | None, col: str) -> pd.DataFrame | None:
+            if frame is None:
+                return None
+            kept = frame.loc[frame[col] < as_of].copy()
+            kept["customer_id"] = kept["customer_id"].cat.set_categories(ids)
+            kept = kept.loc[kept["customer_id"].notna()]
+            return kept.reset_index(drop=True)
+
+        return replace(
+            self,
+            customers=customers,
+            events=_cut(self.events, "ts"),
+            feedback=_cut(self.feedback, "ts"),
+            churn=_cut(self.churn, "churn_date"),
+        )

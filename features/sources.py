@@ -1,0 +1,113 @@
+"""Sources: the I/O edge that reads raw contract tables and writes tables and frames.
+
+A source is either a data folder holding `<name>.parquet` or `<name>.csv` per contract table, or
+a SQLAlchemy URL (`sqlite:///path.db`, `postgresql://...`) whose database holds tables of those
+names. Readers return raw frames for `features.validate.validate`; they never fix data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from features.contract import REQUIRED_TABLES, TABLE_NAMES, ContractError
+
+_SUFFIXES = (".parquet", ".csv")
+# Ids must stay strings ("00042" is not 42); everything else is parsed by validation.
+_CSV_DTYPES = {"customer_id": str}
+
+
+def is_sql_url(source: str) -> bool:
+    return "://" in str(source)
+
+
+def _read_file(path: Path, table: str) -> pd.DataFrame:
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, dtype=_CSV_DTYPES, low_memory=False)
+    except Exception as exc:
+        raise ContractError(f"cannot read table '{table}' from {path}: {exc}") from exc
+
+
+def read_folder(folder: str | Path) -> dict[str, pd.DataFrame | None]:
+    """Raw tables from a data folder; optional tables that are absent come back as None."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ContractError(f"data folder {folder} does not exist or is not a folder")
+    tables: dict[str, pd.DataFrame | None] = {}
+    for name in TABLE_NAMES:
+        found = [folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").is_file()]
+        if len(found) > 1:
+            raise ContractError(
+                f"table '{name}' is ambiguous in {folder}: both {found[0].name} and {found[1].name}; keep one"
+            )
+        if not found:
+            if name in REQUIRED_TABLES:
+                present = sorted(p.name for p in folder.iterdir())
+                raise ContractError(
+                    f"required table '{name}' not found in {folder}: expected {name}.parquet or {name}.csv; "
+                    f"the folder holds {present or 'nothing'}"
+                )
+            tables[name] = None
+            continue
+        tables[name] = _read_file(found[0], name)
+    return tables
+
+
+def read_sql(url: str) -> dict[str, pd.DataFrame | None]:
+    """Raw tables from a database; optional tables that are absent come back as None."""
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(url)
+    except Exception as exc:
+        raise ContractError(f"cannot open database URL {url!r}: {exc}") from exc
+    shown = engine.url.render_as_string(hide_password=True)
+    try:
+        with engine.connect() as conn:
+            present = set(sa.inspect(conn).get_table_names())
+            missing = [t for t in REQUIRED_TABLES if t not in present]
+            if missing:
+                raise ContractError(
+                    f"required table(s) {missing} not found in database {shown}; it holds {sorted(present) or 'no tables'}"
+                )
+            return {
+                name: pd.read_sql_table(name, conn) if name in present else None
+                for name in TABLE_NAMES
+            }
+    except ContractError:
+        raise
+    except Exception as exc:
+        raise ContractError(f"cannot read from database {shown}: {exc}") from exc
+    finally:
+        engine.dispose()
+
+
+def read_source(source: str | Path) -> dict[str, pd.DataFrame | None]:
+    """A data folder or a SQLAlchemy URL."""
+    return read_sql(str(source)) if is_sql_url(str(source)) else read_folder(source)
+
+
+def write_frame(frame: pd.DataFrame, path: str | Path, *, index: bool = False) -> Path:
+    """Write a frame as Parquet or CSV, chosen by the file extension."""
+    path = Path(path)
+    if path.suffix not in _SUFFIXES:
+        raise ValueError(f"cannot write {path}: expected a .parquet or .csv file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".parquet":
+        frame.to_parquet(path, index=index)
+    else:
+        frame.to_csv(path, index=index)
+    return path
+
+
+def write_tables(tables: dict[str, pd.DataFrame | None], folder: str | Path) -> dict[str, Path]:
+    """Write each present table as `<folder>/<name>.parquet`."""
+    folder = Path(folder)
+    return {
+        name: write_frame(frame, folder / f"{name}.parquet")
+        for name, frame in tables.items()
+        if frame is not None
+    }

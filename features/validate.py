@@ -1,0 +1,360 @@
+"""Validation at the edge: raw tables in, contract `Tables` plus quarantined rows out.
+
+Every row read is either kept (with normalised dtypes, see `features.contract`) or quarantined
+with a `reason`; nothing is dropped silently, and `ValidationResult.report` reconciles
+read = kept + quarantined per table. Problems that make a table unusable as a whole (missing
+required table or column) raise `ContractError` naming the table and column.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+
+from features.contract import (
+    CHANNELS,
+    OPTIONAL_COLUMNS,
+    REQUIRED_COLUMNS,
+    REQUIRED_TABLES,
+    SURVEYS,
+    TABLE_NAMES,
+    ContractError,
+    Tables,
+)
+
+_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
+_FALSE = {"false", "f", "no", "n", "0", "0.0"}
+
+
+@dataclass
+class TableReport:
+    read: int
+    kept: int
+    quarantined: int
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # A broken reconciliation would mean rows were lost: fail loudly rather than report it.
+        if self.read != self.kept + self.quarantined:
+            raise AssertionError(
+                f"rows read {self.read} != kept {self.kept} + quarantined {self.quarantined}"
+            )
+
+
+@dataclass
+class ValidationResult:
+    tables: Tables
+    quarantine: dict[str, pd.DataFrame]
+    report: dict[str, TableReport]
+
+    def summary(self) -> str:
+        lines = [f"{'table':<10}{'read':>12}{'kept':>12}{'quarantined':>13}"]
+        for name, r in self.report.items():
+            lines.append(f"{name:<10}{r.read:>12,}{r.kept:>12,}{r.quarantined:>13,}")
+            for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+                lines.append(f"{'':<12}{count:>10,}  {reason}")
+        return "\n".join(lines)
+
+
+# Parsing helpers: each returns the parsed column and a mask of values present but unparseable.
+
+
+def _ids(s: pd.Series) -> pd.Series:
+    """Customer ids as strings with NA for missing; integral floats lose their '.0'
+    (ids read from CSV or Excel with gaps arrive as floats)."""
+    if ptypes.is_float_dtype(s):
+        whole = s.notna() & (s == np.floor(s))
+        out = s.astype(object).where(s.notna(), None)
+        out[whole] = s[whole].astype("int64").astype(str)
+        out[~whole & s.notna()] = s[~whole & s.notna()].astype(str)
+        return out.astype("string")
+    out = s.astype("string").str.strip()
+    return out.mask(out == "")
+
+
+def _timestamps(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    if ptypes.is_datetime64_any_dtype(s):
+        out = s.dt.tz_localize("UTC") if s.dt.tz is None else s.dt.tz_convert("UTC")
+        return out.astype("datetime64[ns, UTC]"), np.zeros(len(s), dtype=bool)
+    present = s.notna().to_numpy()
+    text = s.astype("string")
+    # Fast path infers one format from the data; values in another format get a second,
+    # slower per-value parse rather than being quarantined.
+    out = pd.to_datetime(text, utc=True, errors="coerce")
+    retry = present & out.isna().to_numpy()
+    if retry.any():
+        out[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")
+    out = out.astype("datetime64[ns, UTC]")
+    return out, present & out.isna().to_numpy()
+
+
+def _numbers(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    if ptypes.is_bool_dtype(s):
+        s = s.astype("float64")
+    out = pd.to_numeric(s, errors="coerce").astype("float64")
+    return out, (s.notna() & out.isna()).to_numpy()
+
+
+def _booleans(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    if ptypes.is_bool_dtype(s):
+        return s.astype("boolean"), np.zeros(len(s), dtype=bool)
+    text = s.astype("string").str.strip().str.lower()
+    out = pd.Series(pd.NA, index=s.index, dtype="boolean")
+    out[text.isin(_TRUE).fillna(False).to_numpy()] = True
+    out[text.isin(_FALSE).fillna(False).to_numpy()] = False
+    return out, (s.notna() & out.isna()).to_numpy()
+
+
+def _labels(s: pd.Series) -> pd.Series:
+    return s.astype("string").str.strip().str.lower()
+
+
+def _first_reason(n: int, checks: list[tuple[np.ndarray, str]]) -> np.ndarray:
+    """The first failing check per row ('' when all pass); checks are in priority order."""
+    reason = np.full(n, "", dtype=object)
+    pending = np.ones(n, dtype=bool)
+    for failed, text in checks:
+        hit = pending & failed
+        reason[hit] = text
+        pending &= ~hit
+    return reason
+
+
+def _require(name: str, frame: pd.DataFrame) -> None:
+    missing = [c for c in REQUIRED_COLUMNS[name] if c not in frame.columns]
+    if missing:
+        raise ContractError(
+            f"table '{name}' is missing required column(s) {missing}; "
+            f"expected {list(REQUIRED_COLUMNS[name])} (optional: {list(OPTIONAL_COLUMNS[name])}), "
+            f"found {list(map(str, frame.columns))}"
+        )
+
+
+def _customer_categorical(ids: pd.Series, known: pd.Index) -> tuple[pd.Series, np.ndarray]:
+    cat = pd.Series(pd.Categorical(ids, categories=known), index=ids.index)
+    return cat, (ids.notna() & cat.isna()).to_numpy()
+
+
+def _split(
+    name: str, raw: pd.DataFrame, clean: pd.DataFrame, reason: np.ndarray
+) -> tuple[pd.DataFrame, pd.DataFrame, TableReport]:
+    bad = reason != ""
+    quarantined = raw.loc[bad].astype("string")
+    quarantined.insert(0, "row_number", np.flatnonzero(bad))
+    quarantined["reason"] = reason[bad].astype(str)
+    kept = clean.loc[~bad].reset_index(drop=True)
+    report = TableReport(
+        read=len(raw),
+        kept=len(kept),
+        quarantined=int(bad.sum()),
+        reasons=dict(Counter(reason[bad].tolist())),
+    )
+    return kept, quarantined.reset_index(drop=True), report
+
+
+def _customers(raw: pd.DataFrame):
+    n = len(raw)
+    ids = _ids(raw["customer_id"])
+    signup, bad_signup = _timestamps(raw["signup_date"])
+    clean = raw.copy()
+    clean["customer_id"] = ids
+    clean["signup_date"] = signup
+    for col in OPTIONAL_COLUMNS["customers"]:
+        if col in clean.columns:
+            clean[col] = (
+                clean[col]
+                .astype("string")
+                .str.strip()
+                .astype(object)
+                .where(clean[col].notna(), None)
+            )
+    missing_id = ids.isna().to_numpy()
+    dup_row = raw.duplicated(keep="first").to_numpy()
+    reason = _first_reason(
+        n,
+        [
+            (missing_id, "missing customer_id"),
+            (raw["signup_date"].isna().to_numpy(), "missing signup_date"),
+            (bad_signup, "unparseable signup_date"),
+            (dup_row, "duplicate row"),
+        ],
+    )
+    # Among otherwise valid rows, a repeated id keeps its first occurrence.
+    dup_id = (reason == "") & ids.duplicated(keep="first").to_numpy() & ~missing_id
+    ok_ids = ids[(reason == "") & ~dup_id]
+    dup_id &= ids.isin(ok_ids).to_numpy()
+    reason[dup_id] = "duplicate customer_id"
+    kept, quarantined, report = _split("customers", raw, clean, reason)
+    kept["customer_id"] = kept["customer_id"].astype(object)
+    return kept, quarantined, report
+
+
+def _events(raw: pd.DataFrame, known: pd.Index):
+    n = len(raw)
+    ids = _ids(raw["customer_id"])
+    cust, unknown = _customer_categorical(ids, known)
+    ts, bad_ts = _timestamps(raw["ts"])
+    channel = _labels(raw["channel"])
+    event_type = _labels(raw["event_type"])
+    if "amount" in raw.columns:
+        amount, bad_amount = _numbers(raw["amount"])
+    else:
+        amount, bad_amount = pd.Series(np.nan, index=raw.index), np.zeros(n, dtype=bool)
+    if "resolved" in raw.columns:
+        resolved, bad_resolved = _booleans(raw["resolved"])
+    else:
+        resolved = pd.Series(pd.NA, index=raw.index, dtype="boolean")
+        bad_resolved = np.zeros(n, dtype=bool)
+    reason = _first_reason(
+        n,
+        [
+            (ids.isna().to_numpy(), "missing customer_id"),
+            (unknown, "unknown customer_id"),
+            (raw["ts"].isna().to_numpy(), "missing ts"),
+            (bad_ts, "unparseable ts"),
+            (
+                ~channel.isin(CHANNELS).fillna(False).to_numpy(),
+                f"unknown channel (expected one of {', '.join(CHANNELS)})",
+            ),
+            (
+                (event_type.isna() | (event_type == "")).fillna(True).to_numpy(),
+                "missing event_type",
+            ),
+            (bad_amount, "unparseable amount"),
+            (bad_resolved, "unparseable resolved (expected true/false)"),
+            (raw.duplicated(keep="first").to_numpy(), "duplicate row"),
+        ],
+    )
+    types = sorted(event_type[reason == ""].dropna().unique())
+    clean = pd.DataFrame(
+        {
+            "customer_id": cust,
+            "ts": ts,
+            "channel": pd.Categorical(channel, categories=CHANNELS),
+            "event_type": pd.Categorical(event_type, categories=types),
+            "amount": amount,
+            "resolved": resolved,
+        },
+        index=raw.index,
+    )
+    extra = [c for c in raw.columns if c not in clean.columns]
+    for col in extra:
+        clean[col] = raw[col]
+    return _split("events", raw, clean, reason)
+
+
+def _feedback(raw: pd.DataFrame, known: pd.Index):
+    n = len(raw)
+    ids = _ids(raw["customer_id"])
+    cust, unknown = _customer_categorical(ids, known)
+    ts, bad_ts = _timestamps(raw["ts"])
+    survey = _labels(raw["survey"])
+    score, bad_score = _numbers(raw["score"])
+    checks: list[tuple[np.ndarray, str]] = [
+        (ids.isna().to_numpy(), "missing customer_id"),
+        (unknown, "unknown customer_id"),
+        (raw["ts"].isna().to_numpy(), "missing ts"),
+        (bad_ts, "unparseable ts"),
+        (
+            ~survey.isin(SURVEYS).fillna(False).to_numpy(),
+            f"unknown survey type (expected one of {', '.join(SURVEYS)})",
+        ),
+        (raw["score"].isna().to_numpy(), "missing score"),
+        (bad_score, "unparseable score"),
+    ]
+    values = score.to_numpy()
+    for name, (lo, hi) in SURVEYS.items():
+        is_survey = (survey == name).fillna(False).to_numpy()
+        with np.errstate(invalid="ignore"):
+            checks.append(
+                (is_survey & (values != np.round(values)), f"{name} score not a whole number")
+            )
+            checks.append(
+                (
+                    is_survey & ((values < lo) | (values > hi)),
+                    f"{name} score out of range {lo}-{hi}",
+                )
+            )
+    checks.append((raw.duplicated(keep="first").to_numpy(), "duplicate row"))
+    reason = _first_reason(n, checks)
+    if "comment" in raw.columns:
+        comment = raw["comment"].astype("string").str.strip()
+        comment = comment.mask(comment == "").astype(object).where(comment.notna(), None)
+    else:
+        comment = pd.Series(None, index=raw.index, dtype=object)
+    clean = pd.DataFrame(
+        {
+            "customer_id": cust,
+            "ts": ts,
+            "survey": pd.Categorical(survey, categories=tuple(SURVEYS)),
+            "score": score,
+            "comment": comment,
+        },
+        index=raw.index,
+    )
+    return _split("feedback", raw, clean, reason)
+
+
+def _churn(raw: pd.DataFrame, customers: pd.DataFrame):
+    n = len(raw)
+    known = pd.Index(customers["customer_id"])
+    ids = _ids(raw["customer_id"])
+    cust, unknown = _customer_categorical(ids, known)
+    date, bad_date = _timestamps(raw["churn_date"])
+    codes = cust.cat.codes.to_numpy()
+    signup = customers["signup_date"].to_numpy()[np.where(codes >= 0, codes, 0)]
+    before_signup = (codes >= 0) & (date.to_numpy() < signup)
+    reason = _first_reason(
+        n,
+        [
+            (ids.isna().to_numpy(), "missing customer_id"),
+            (unknown, "unknown customer_id"),
+            (raw["churn_date"].isna().to_numpy(), "missing churn_date"),
+            (bad_date, "unparseable churn_date"),
+            (before_signup, "churn_date before signup_date"),
+            (raw.duplicated(keep="first").to_numpy(), "duplicate row"),
+        ],
+    )
+    dup_id = (reason == "") & ids.duplicated(keep="first").to_numpy()
+    reason[dup_id] = "duplicate customer_id"
+    clean = pd.DataFrame({"customer_id": cust, "churn_date": date}, index=raw.index)
+    return _split("churn", raw, clean, reason)
+
+
+def validate(raw: dict[str, pd.DataFrame | None]) -> ValidationResult:
+    """Check raw contract tables; return clean `Tables`, quarantined rows and the counts."""
+    unknown_tables = set(raw) - set(TABLE_NAMES)
+    if unknown_tables:
+        raise ContractError(
+            f"unknown table(s) {sorted(unknown_tables)}; expected {list(TABLE_NAMES)}"
+        )
+    for name in REQUIRED_TABLES:
+        if raw.get(name) is None:
+            raise ContractError(
+                f"required table '{name}' is missing; expected tables {list(REQUIRED_TABLES)} (optional: feedback, churn)"
+            )
+    for name, frame in raw.items():
+        if frame is not None:
+            _require(name, frame)
+
+    def _fresh(frame: pd.DataFrame) -> pd.DataFrame:
+        # Positional bookkeeping (row_number, masks) needs a clean RangeIndex; never mutate input.
+        return frame.reset_index(drop=True)
+
+    customers, q, r = _customers(_fresh(raw["customers"]))
+    quarantine, report = {"customers": q}, {"customers": r}
+    known = pd.Index(customers["customer_id"])
+    events, quarantine["events"], report["events"] = _events(_fresh(raw["events"]), known)
+    feedback = churn = None
+    if raw.get("feedback") is not None:
+        feedback, quarantine["feedback"], report["feedback"] = _feedback(
+            _fresh(raw["feedback"]), known
+        )
+    if raw.get("churn") is not None:
+        churn, quarantine["churn"], report["churn"] = _churn(_fresh(raw["churn"]), customers)
+    tables = Tables(customers=customers, events=events, feedback=feedback, churn=churn)
+    return ValidationResult(tables=tables, quarantine=quarantine, report=report)

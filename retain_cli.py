@@ -1,0 +1,24 @@
+"""The `retain` console script: one Typer app assembled from each package's own app."""
+
+from __future__ import annotations
+
+import typer
+
+from features.cli import app as features_app
+
+app = typer.Typer(
+    name="retain",
+    help="Retain: predict churn and customer value, and reach at-risk customers first.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(features_app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
