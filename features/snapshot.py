@@ -144,6 +144,50 @@ class Snapshot:
         out[np.isinf(out)] = np.nan
         return out
 
+    def count_by_window(
+        self,
+        pos: np.ndarray,
+        age_days: np.ndarray,
+        key: np.ndarray | None = None,
+        n_keys: int = 1,
+        weights: np.ndarray | None = None,
+        windows: Iterable[float] | None = None,
+    ) -> np.ndarray:
+        """Per-customer counts (or weighted sums) per key and window, shape
+        (n_keys, n_windows, n): `[k, j]` covers rows with `key == k` and
+        `age_days <= windows[j]` (default: the feature windows). One bincount over (key,
+        narrowest window containing the row, customer), cumulated over windows, instead of one
+        masked pass per window; customers last so each `[k, j]` is a contiguous column."""
+        edges = np.asarray(
+            self.settings.features.windows_days if windows is None else tuple(windows),
+            dtype=np.float64,
+        )
+        n_windows = len(edges)
+        narrowest = np.searchsorted(edges, age_days, side="left")
+        inside = narrowest < n_windows
+        flat = narrowest[inside]
+        if key is not None:
+            flat = flat + key[inside].astype(np.int64, copy=False) * n_windows
+        flat = flat * self.n + pos[inside]
+        sums = np.bincount(
+            flat,
+            weights=None if weights is None else weights[inside],
+            minlength=n_keys * n_windows * self.n,
+        )
+        sums = sums.astype(np.float64, copy=False).reshape(n_keys, n_windows, self.n)
+        return np.cumsum(sums, axis=1)
+
+    def latest_per_customer(self, pos: np.ndarray, age_days: np.ndarray) -> np.ndarray:
+        """Index (into `pos`) of each customer's latest row, -1 for customers with none. Ties
+        on time go to the later row, so the choice is deterministic and survives a cut."""
+        order = np.lexsort((np.arange(len(pos)), -age_days, pos))
+        grouped = pos[order]
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = grouped[1:] != grouped[:-1]
+        out = np.full(self.n, -1, dtype=np.int64)
+        out[grouped[last]] = order[last]
+        return out
+
     def frame(self, columns: dict[str, np.ndarray]) -> pd.DataFrame:
         """A family's output: one row per population customer, indexed by customer_id."""
         return pd.DataFrame(columns, index=self.index)
