@@ -16,6 +16,31 @@ from features.contract import REQUIRED_TABLES, TABLE_NAMES, ContractError
 _SUFFIXES = (".parquet", ".csv")
 # Ids must stay strings ("00042" is not 42); everything else is parsed by validation.
 _CSV_DTYPES = {"customer_id": str}
+# Low-cardinality text read as pandas Categoricals: millions of events hold a few distinct ids,
+# channels and types, and one Python string per row cost seconds and gigabytes.
+_DICTIONARY_COLUMNS = (
+    "customer_id",
+    "channel",
+    "event_type",
+    "survey",
+    "segment",
+    "plan",
+    "region",
+)
+
+
+def _read_parquet(path: Path) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    text = [
+        f.name
+        for f in schema
+        if f.name in _DICTIONARY_COLUMNS
+        and (pa.types.is_string(f.type) or pa.types.is_large_string(f.type))
+    ]
+    return pd.read_parquet(path, read_dictionary=text or None)
 
 
 def is_sql_url(source: str) -> bool:
@@ -25,7 +50,7 @@ def is_sql_url(source: str) -> bool:
 def _read_file(path: Path, table: str) -> pd.DataFrame:
     try:
         if path.suffix == ".parquet":
-            return pd.read_parquet(path)
+            return _read_parquet(path)
         return pd.read_csv(path, dtype=_CSV_DTYPES, low_memory=False)
     except Exception as exc:
         raise ContractError(f"cannot read table '{table}' from {path}: {exc}") from exc

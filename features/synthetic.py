@@ -634,7 +634,8 @@ def generate_world(
     say(f"events: {len(events):,}")
 
     fb = {key: np.concatenate(parts) for key, parts in w.fb.items()}
-    order = np.argsort(fb["sec"] * n_customers + fb["cust"], kind="stable")
+    key = fb["sec"] * n_customers + fb["cust"]
+    order = _without_repeats(np.argsort(key, kind="stable"), key, fb)
     bank = comment_bank()
     comment_code = fb["comment"][order]
     comment = np.full(len(order), None, dtype=object)
@@ -662,9 +663,28 @@ def generate_world(
     return {"customers": customers, "events": events, "feedback": feedback, "churn": churn}
 
 
+def _without_repeats(order: np.ndarray, key: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:
+    """`order` less rows that repeat an earlier row exactly. The contract quarantines exact
+    duplicates as data errors, so the world must not contain the rare same-second collisions
+    of a large simulation. Only rows sharing a (second, customer) key can repeat each other,
+    and `key[order]` is sorted, so just those few candidates are compared."""
+    k = key[order]
+    same = np.zeros(len(k), dtype=bool)
+    eq = k[1:] == k[:-1]
+    same[1:] |= eq
+    same[:-1] |= eq
+    cand = np.flatnonzero(same)
+    if not len(cand):
+        return order
+    rows = order[cand]
+    repeated = pd.DataFrame({name: col[rows] for name, col in cols.items()}).duplicated().to_numpy()
+    return np.delete(order, cand[repeated])
+
+
 def _events_frame(w: _World, ids: np.ndarray, stamps: Callable) -> pd.DataFrame:
     cols = {key: np.concatenate(w.ev.pop(key)) for key in list(w.ev)}
-    order = np.argsort(cols["sec"] * w.n + cols["cust"], kind="stable")
+    key = cols["sec"] * w.n + cols["cust"]
+    order = _without_repeats(np.argsort(key, kind="stable"), key, cols)
     resolved_code = cols["resolved"][order]
     resolved = pd.array(resolved_code == 1, dtype="boolean")
     resolved[resolved_code < 0] = pd.NA

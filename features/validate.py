@@ -63,17 +63,49 @@ class ValidationResult:
 # Parsing helpers: each returns the parsed column and a mask of values present but unparseable.
 
 
-def _ids(s: pd.Series) -> pd.Series:
-    """Customer ids as strings with NA for missing; integral floats lose their '.0'
-    (ids read from CSV or Excel with gaps arrive as floats)."""
-    if ptypes.is_float_dtype(s):
-        whole = s.notna() & (s == np.floor(s))
-        out = s.astype(object).where(s.notna(), None)
-        out[whole] = s[whole].astype("int64").astype(str)
-        out[~whole & s.notna()] = s[~whole & s.notna()].astype(str)
+def _distinct(s: pd.Series, normalise) -> pd.Series:
+    """Apply `normalise` (a function of a Series of distinct values returning strings with NA)
+    to each distinct value once and return a Categorical: exports repeat the same few strings
+    (ids, channels, event types) millions of times, and per-row string work dominated the run."""
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        codes, uniques = s.cat.codes.to_numpy(), pd.Series(s.cat.categories)
+    else:
+        codes, found = pd.factorize(s, use_na_sentinel=True)
+        uniques = pd.Series(found)
+    cleaned = normalise(uniques).astype("string")
+    cleaned = cleaned.mask(cleaned == "")
+    # Distinct raw values can meet after normalising ("web" and "WEB "): factorise again.
+    recode, categories = pd.factorize(cleaned, use_na_sentinel=True)
+    new = np.where(codes >= 0, recode[np.maximum(codes, 0)], -1) if len(recode) else codes
+    cats = pd.Index(np.asarray(categories, dtype=object))
+    return pd.Series(pd.Categorical.from_codes(new, categories=cats), index=s.index)
+
+
+def _as_id(values: pd.Series) -> pd.Series:
+    # Ids read from CSV or Excel with gaps arrive as floats: 12346.0 means "12346".
+    if ptypes.is_float_dtype(values):
+        whole = values.notna() & (values == np.floor(values))
+        out = values.astype(object).where(values.notna(), None)
+        out[whole] = values[whole].astype("int64").astype(str)
+        out[~whole & values.notna()] = values[~whole & values.notna()].astype(str)
         return out.astype("string")
-    out = s.astype("string").str.strip()
-    return out.mask(out == "")
+    return values.astype("string").str.strip()
+
+
+def _ids(s: pd.Series) -> pd.Series:
+    """Customer ids as a Categorical of strings, NA for missing or blank."""
+    return _distinct(s, _as_id)
+
+
+def _labels(s: pd.Series) -> pd.Series:
+    """Channel, event type and survey names: stripped, lower case, as a Categorical."""
+    return _distinct(s, lambda u: u.astype("string").str.strip().str.lower())
+
+
+def _text(s: pd.Series) -> pd.Series:
+    """Free text (comments, static attributes) stripped, as object with None for missing."""
+    out = _distinct(s, lambda u: u.astype("string").str.strip())
+    return out.astype(object).where(out.notna(), None)
 
 
 def _timestamps(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
@@ -102,15 +134,25 @@ def _numbers(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
 def _booleans(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     if ptypes.is_bool_dtype(s):
         return s.astype("boolean"), np.zeros(len(s), dtype=bool)
-    text = s.astype("string").str.strip().str.lower()
+    text = _labels(s)
     out = pd.Series(pd.NA, index=s.index, dtype="boolean")
-    out[text.isin(_TRUE).fillna(False).to_numpy()] = True
-    out[text.isin(_FALSE).fillna(False).to_numpy()] = False
+    out[text.isin(_TRUE).to_numpy()] = True
+    out[text.isin(_FALSE).to_numpy()] = False
     return out, (s.notna() & out.isna()).to_numpy()
 
 
-def _labels(s: pd.Series) -> pd.Series:
-    return s.astype("string").str.strip().str.lower()
+def _repeats(clean: pd.DataFrame) -> np.ndarray:
+    """Rows that repeat an earlier row exactly, compared on normalised values (so "WEB" and
+    "web", or the same instant in two time zones, are the same); categorical columns compare by
+    code, which keeps this fast on large tables."""
+    # Hash every row, then compare exactly only the rows whose hash repeats: a full
+    # `duplicated` factorises every column of every row and took seconds per million rows.
+    hashed = pd.util.hash_pandas_object(clean, index=False)
+    candidates = hashed.duplicated(keep=False).to_numpy()
+    out = np.zeros(len(clean), dtype=bool)
+    if candidates.any():
+        out[candidates] = clean.loc[candidates].duplicated(keep="first").to_numpy()
+    return out
 
 
 def _first_reason(n: int, checks: list[tuple[np.ndarray, str]]) -> np.ndarray:
@@ -135,7 +177,8 @@ def _require(name: str, frame: pd.DataFrame) -> None:
 
 
 def _customer_categorical(ids: pd.Series, known: pd.Index) -> tuple[pd.Series, np.ndarray]:
-    cat = pd.Series(pd.Categorical(ids, categories=known), index=ids.index)
+    # Recoding works on the categories, not the rows: cheap even for tens of millions of events.
+    cat = ids.cat.set_categories(known)
     return cat, (ids.notna() & cat.isna()).to_numpy()
 
 
@@ -165,15 +208,9 @@ def _customers(raw: pd.DataFrame):
     clean["signup_date"] = signup
     for col in OPTIONAL_COLUMNS["customers"]:
         if col in clean.columns:
-            clean[col] = (
-                clean[col]
-                .astype("string")
-                .str.strip()
-                .astype(object)
-                .where(clean[col].notna(), None)
-            )
+            clean[col] = _text(clean[col])
     missing_id = ids.isna().to_numpy()
-    dup_row = raw.duplicated(keep="first").to_numpy()
+    dup_row = _repeats(clean)
     reason = _first_reason(
         n,
         [
@@ -209,6 +246,20 @@ def _events(raw: pd.DataFrame, known: pd.Index):
     else:
         resolved = pd.Series(pd.NA, index=raw.index, dtype="boolean")
         bad_resolved = np.zeros(n, dtype=bool)
+    clean = pd.DataFrame(
+        {
+            "customer_id": cust,
+            "ts": ts,
+            "channel": channel.cat.set_categories(CHANNELS),
+            "event_type": event_type,
+            "amount": amount,
+            "resolved": resolved,
+        },
+        index=raw.index,
+    )
+    for col in raw.columns:
+        if col not in clean.columns:
+            clean[col] = raw[col]
     reason = _first_reason(
         n,
         [
@@ -226,24 +277,11 @@ def _events(raw: pd.DataFrame, known: pd.Index):
             ),
             (bad_amount, "unparseable amount"),
             (bad_resolved, "unparseable resolved (expected true/false)"),
-            (raw.duplicated(keep="first").to_numpy(), "duplicate row"),
+            (_repeats(clean), "duplicate row"),
         ],
     )
-    types = sorted(event_type[reason == ""].dropna().unique())
-    clean = pd.DataFrame(
-        {
-            "customer_id": cust,
-            "ts": ts,
-            "channel": pd.Categorical(channel, categories=CHANNELS),
-            "event_type": pd.Categorical(event_type, categories=types),
-            "amount": amount,
-            "resolved": resolved,
-        },
-        index=raw.index,
-    )
-    extra = [c for c in raw.columns if c not in clean.columns]
-    for col in extra:
-        clean[col] = raw[col]
+    kept_types = event_type[reason == ""].cat.remove_unused_categories().cat.categories
+    clean["event_type"] = event_type.cat.set_categories(sorted(kept_types))
     return _split("events", raw, clean, reason)
 
 
@@ -279,23 +317,22 @@ def _feedback(raw: pd.DataFrame, known: pd.Index):
                     f"{name} score out of range {lo}-{hi}",
                 )
             )
-    checks.append((raw.duplicated(keep="first").to_numpy(), "duplicate row"))
-    reason = _first_reason(n, checks)
     if "comment" in raw.columns:
-        comment = raw["comment"].astype("string").str.strip()
-        comment = comment.mask(comment == "").astype(object).where(comment.notna(), None)
+        comment = _text(raw["comment"])
     else:
         comment = pd.Series(None, index=raw.index, dtype=object)
     clean = pd.DataFrame(
         {
             "customer_id": cust,
             "ts": ts,
-            "survey": pd.Categorical(survey, categories=tuple(SURVEYS)),
+            "survey": survey.cat.set_categories(tuple(SURVEYS)),
             "score": score,
             "comment": comment,
         },
         index=raw.index,
     )
+    checks.append((_repeats(clean), "duplicate row"))
+    reason = _first_reason(n, checks)
     return _split("feedback", raw, clean, reason)
 
 
@@ -306,8 +343,10 @@ def _churn(raw: pd.DataFrame, customers: pd.DataFrame):
     cust, unknown = _customer_categorical(ids, known)
     date, bad_date = _timestamps(raw["churn_date"])
     codes = cust.cat.codes.to_numpy()
-    signup = customers["signup_date"].to_numpy()[np.where(codes >= 0, codes, 0)]
-    before_signup = (codes >= 0) & (date.to_numpy() < signup)
+    # datetime64 arrays, not object arrays of Timestamps (tz-aware to_numpy() gives objects).
+    signup = customers["signup_date"].to_numpy("datetime64[ns]")[np.where(codes >= 0, codes, 0)]
+    before_signup = (codes >= 0) & (date.to_numpy("datetime64[ns]") < signup)
+    clean = pd.DataFrame({"customer_id": cust, "churn_date": date}, index=raw.index)
     reason = _first_reason(
         n,
         [
@@ -316,12 +355,11 @@ def _churn(raw: pd.DataFrame, customers: pd.DataFrame):
             (raw["churn_date"].isna().to_numpy(), "missing churn_date"),
             (bad_date, "unparseable churn_date"),
             (before_signup, "churn_date before signup_date"),
-            (raw.duplicated(keep="first").to_numpy(), "duplicate row"),
+            (_repeats(clean), "duplicate row"),
         ],
     )
     dup_id = (reason == "") & ids.duplicated(keep="first").to_numpy()
     reason[dup_id] = "duplicate customer_id"
-    clean = pd.DataFrame({"customer_id": cust, "churn_date": date}, index=raw.index)
     return _split("churn", raw, clean, reason)
 
 
