@@ -20,6 +20,11 @@ class ConfigError(ValueError):
     """A config file that cannot be read or does not validate; the message names the key path."""
 
 
+# Metrics the promotion gate may compare, all "higher is better" (Brier and ECE enter negated).
+CHURN_GATE_METRICS = {"roc_auc", "pr_auc", "lift_top_decile", "neg_brier"}
+CLV_GATE_METRICS = {"gini_normalized", "spearman", "top_decile_revenue_share"}
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -38,9 +43,41 @@ class FeatureSettings(_Strict):
         return tuple(sorted(v))
 
 
+class GateSettings(_Strict):
+    """When a challenger may replace the champion: it must beat the champion's `metric` on the
+    same evaluation snapshot by at least `min_improvement`, and beat every baseline."""
+
+    metric: str
+    min_improvement: float = Field(default=0.0, ge=0.0)
+
+
 class TrainingSettings(_Strict):
     cutoffs: int = Field(default=4, ge=2, description="feature snapshots in the training frame")
     cutoff_spacing_days: int = Field(default=30, ge=1)
+    seed: int = 0
+    experiment: str = Field(default="retain-training", min_length=1)
+    num_boost_round: int = Field(default=2000, ge=1)
+    early_stopping_rounds: int = Field(default=100, ge=1)
+    churn_params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    clv_params: dict[str, float | int | str | bool] = Field(default_factory=dict)
+    leakage_auc_threshold: float = Field(default=0.95, gt=0.5, le=1.0)
+    allow_leaky_features: tuple[str, ...] = ()
+    gate_churn: GateSettings = GateSettings(metric="roc_auc")
+    gate_clv: GateSettings = GateSettings(metric="gini_normalized")
+
+    @field_validator("gate_churn")
+    @classmethod
+    def _churn_metric(cls, v: GateSettings) -> GateSettings:
+        if v.metric not in CHURN_GATE_METRICS:
+            raise ValueError(f"churn gate metric must be one of {sorted(CHURN_GATE_METRICS)}, got {v.metric!r}")
+        return v
+
+    @field_validator("gate_clv")
+    @classmethod
+    def _clv_metric(cls, v: GateSettings) -> GateSettings:
+        if v.metric not in CLV_GATE_METRICS:
+            raise ValueError(f"clv gate metric must be one of {sorted(CLV_GATE_METRICS)}, got {v.metric!r}")
+        return v
 
 
 class Settings(_Strict):
