@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from features.cli import app as features_app
+from training.cli import app as training_app
 
 app = typer.Typer(
     name="retain",
@@ -14,6 +15,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(features_app)
+app.add_typer(training_app)
 
 
 def main() -> None:

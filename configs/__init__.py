@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 DEFAULT_CONFIG = "default.yaml"
 
@@ -69,15 +69,76 @@ class TrainingSettings(_Strict):
     @classmethod
     def _churn_metric(cls, v: GateSettings) -> GateSettings:
         if v.metric not in CHURN_GATE_METRICS:
-            raise ValueError(f"churn gate metric must be one of {sorted(CHURN_GATE_METRICS)}, got {v.metric!r}")
+            raise ValueError(
+                f"churn gate metric must be one of {sorted(CHURN_GATE_METRICS)}, got {v.metric!r}"
+            )
         return v
 
     @field_validator("gate_clv")
     @classmethod
     def _clv_metric(cls, v: GateSettings) -> GateSettings:
         if v.metric not in CLV_GATE_METRICS:
-            raise ValueError(f"clv gate metric must be one of {sorted(CLV_GATE_METRICS)}, got {v.metric!r}")
+            raise ValueError(
+                f"clv gate metric must be one of {sorted(CLV_GATE_METRICS)}, got {v.metric!r}"
+            )
         return v
+
+
+class TierSettings(_Strict):
+    """`high` tier: churn probability >= risk_high and CLV >= value_high; `medium`: at least one of
+    risk >= risk_medium or value at risk >= value_at_risk_medium; `low`: the rest."""
+
+    risk_high: float = Field(default=0.3, gt=0.0, le=1.0)
+    value_high: float = Field(default=100.0, ge=0.0)
+    risk_medium: float = Field(default=0.15, gt=0.0, le=1.0)
+    value_at_risk_medium: float = Field(default=10.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TierSettings:
+        if self.risk_medium > self.risk_high:
+            raise ValueError(
+                f"risk_medium ({self.risk_medium}) must not exceed risk_high ({self.risk_high})"
+            )
+        return self
+
+
+class ScoringSettings(_Strict):
+    tiers: TierSettings = TierSettings()
+    # Reasons (the three features pushing risk up most) are computed for this many customers at
+    # the top of the ranked list; the rest get empty reasons so ranking millions stays fast.
+    reasons_top_n: int = Field(default=1000, ge=0)
+    batch_size: int = Field(default=200_000, ge=1000)
+
+
+class OutreachSettings(_Strict):
+    """Who is handed to outreach, how often, and how their contact is delivered."""
+
+    campaign: str = Field(default="retention", min_length=1)
+    min_churn_probability: float = Field(default=0.3, ge=0.0, le=1.0)
+    min_clv: float = Field(default=100.0, ge=0.0)
+    capacity_per_run: int = Field(default=500, ge=1)
+    cooldown_days: int = Field(default=30, ge=0)
+    # Customers in the selection but held out (never contacted) to measure the effect later.
+    control_share: float = Field(default=0.1, ge=0.0, lt=1.0)
+    exclude_segments: tuple[str, ...] = ()
+    exclude_customers: tuple[str, ...] = ()
+    # Outbox database (SQLAlchemy URL); empty means SQLite at <data folder>/outreach/outbox.db.
+    outbox_url: str = ""
+    # File drop folder; empty means <data folder>/outreach/drop.
+    file_drop_dir: str = ""
+    # Webhook URL; RETAIN_OUTREACH_WEBHOOK_URL overrides; empty means no webhook dispatch.
+    webhook_url: str = ""
+    webhook_timeout_s: float = Field(default=10.0, gt=0.0)
+    max_attempts_per_run: int = Field(default=5, ge=1)
+    backoff_base_s: float = Field(default=0.5, ge=0.0)
+    backoff_max_s: float = Field(default=30.0, ge=0.0)
+
+
+class ServiceSettings(_Strict):
+    port: int = Field(default=3000, ge=1, le=65535)
+    max_request_items: int = Field(default=1000, ge=1)
+    max_request_bytes: int = Field(default=5_000_000, ge=1024)
+    at_risk_default_n: int = Field(default=100, ge=1)
 
 
 class Settings(_Strict):
@@ -85,6 +146,9 @@ class Settings(_Strict):
     activity_event_types: tuple[str, ...] = Field(default=("purchase",), min_length=1)
     features: FeatureSettings = FeatureSettings()
     training: TrainingSettings = TrainingSettings()
+    scoring: ScoringSettings = ScoringSettings()
+    outreach: OutreachSettings = OutreachSettings()
+    service: ServiceSettings = ServiceSettings()
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -10,10 +10,12 @@ The world is a latent-state simulation run in ~30-day periods for all customers 
   and takes shocks from what happened to them last period (unresolved complaints, delivery
   issues, failed payments hurt; resolved support helps);
 - satisfaction drives engagement (event rates), survey scores and comment tone;
-- churn is drawn each period from a hazard that uses only earlier periods: last period's
-  satisfaction and decaying tallies of bad and good experiences, detractor and promoter NPS,
-  negative comments, gaps without activity and falling engagement, less a tenure effect. So the
-  signals a model can see always precede the churn they explain.
+- a hazard built only from earlier periods (last period's satisfaction and decaying tallies of
+  bad and good experiences, detractor and promoter NPS, negative comments, gaps without activity
+  and falling engagement, less a tenure effect) decides who starts to drift away. A drifting
+  customer engages and buys less, rates lower and complains more, and leaves within a few
+  periods; a few customers leave abruptly with no warning. So the signals a model can see always
+  precede the churn they explain, as they do in a real book.
 
 `drift=True` changes behaviour in the last ~4 months only (more app, less web, three times the
 delivery issues, larger baskets, lower satisfaction and NPS); every period draws from its own
@@ -53,6 +55,12 @@ DRIFT_DAYS = 120
 EXISTING_SHARE = 0.30
 # New signups stop this many days before the end so every customer has some history.
 SIGNUP_STOP_DAYS = 60
+# Drifting away: per-period chance a drifting customer leaves, how much of their usual activity
+# they keep, and how much lower their mood shows. Abrupt leavers face the hazard less this shift.
+DRIFTING_LEAVE_P = 0.35
+DRIFTING_ACTIVITY = 0.25
+DRIFTING_MOOD = 1.5
+ABRUPT_SHIFT = 2.5
 
 _DAY = 86_400
 _EV = {name: i for i, name in enumerate(EVENT_TYPES)}
@@ -277,6 +285,7 @@ class _World:
 
         self.alive = np.ones(n, dtype=bool)
         self.seen = np.zeros(n, dtype=bool)
+        self.drifting = np.zeros(n, dtype=bool)
         self.churn_day = np.full(n, -1, dtype=np.int32)
         self.sat = self.mu.copy()
         # Carried from one period to the next: the shock to satisfaction, decaying tallies of
@@ -371,11 +380,11 @@ def _simulate_period(w: _World, m: int, g: np.random.Generator, drifted: bool) -
     tenure = np.maximum(ps - signup, 0) / PERIOD_DAYS
     sat_prev = np.where(newcomer, w.mu[idx], w.sat[idx])
     z = (
-        -4.2
+        -4.0
         + np.array([0.25, 0.0, -0.20])[w.plan[idx]]
         + np.array([0.10, 0.0, -0.50])[w.segment[idx]]
         + 0.9 * np.exp(-tenure / 4.0)
-        - 0.45 * sat_prev
+        - 0.7 * sat_prev
         + 0.9 * np.minimum(w.acc_unresolved[idx], 2.0)
         + 0.45 * np.minimum(w.acc_delivery[idx], 2.0)
         + 0.9 * np.minimum(w.acc_payment[idx], 2.0)
@@ -388,10 +397,13 @@ def _simulate_period(w: _World, m: int, g: np.random.Generator, drifted: bool) -
     )
     first = np.maximum(ps, signup + 1)
     span = pe - first
-    p_churn = np.where(
-        span > 0, 1.0 - (1.0 - _sigmoid(z)) ** (np.maximum(span, 0) / PERIOD_DAYS), 0.0
-    )
+    frac = np.maximum(span, 0) / PERIOD_DAYS
+    drifting_prev = w.drifting[idx]
+    monthly = np.where(drifting_prev, DRIFTING_LEAVE_P, _sigmoid(z - ABRUPT_SHIFT))
+    p_churn = np.where(span > 0, 1.0 - (1.0 - monthly) ** frac, 0.0)
     churned = g.random(k) < p_churn
+    onset = ~drifting_prev & ~churned & (g.random(k) < 1.0 - (1.0 - _sigmoid(z)) ** frac)
+    drifting = drifting_prev | onset
     churn_day = first + (g.random(k) * np.maximum(span, 1)).astype(np.int32)
     lo = np.maximum(ps, signup).astype(np.int64) * _DAY
     hi = np.where(churned, churn_day, pe).astype(np.int64) * _DAY
@@ -405,8 +417,10 @@ def _simulate_period(w: _World, m: int, g: np.random.Generator, drifted: bool) -
         mu + 0.75 * (sat_prev - mu) + w.shock[idx] + g.normal(0.0, 0.35, k),
     ).astype(np.float32)
     w.value_level[idx] += g.normal(0.0, 0.03, k).astype(np.float32)
+    # What a drifting customer shows this period (not carried into their satisfaction state).
+    sat = np.where(drifting, sat - DRIFTING_MOOD, sat).astype(np.float32)
 
-    act = w.activity[idx]
+    act = w.activity[idx] * np.where(drifting, DRIFTING_ACTIVITY, 1.0).astype(np.float32)
     cust = idx
     # Happier customers engage more; social mentions come from both ends of the mood scale.
     per = _Period(idx)
@@ -540,8 +554,9 @@ def _simulate_period(w: _World, m: int, g: np.random.Generator, drifted: bool) -
     ewma = np.where(newcomer, rate, w.eng_ewma[idx])
     w.eng_ratio[idx] = np.where(newcomer, 0.0, np.log((rate + 0.5) / (ewma + 0.5)))
     w.eng_ewma[idx] = 0.6 * ewma + 0.4 * rate
-    w.sat[idx] = sat
+    w.sat[idx] = np.where(drifting, sat + DRIFTING_MOOD, sat)
     w.seen[idx] = True
+    w.drifting[idx] = drifting
     w.churn_day[idx[churned]] = churn_day[churned]
     w.alive[idx[churned]] = False
     return k, int(churned.sum())

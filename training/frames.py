@@ -63,7 +63,9 @@ def default_known_until(tables: Tables) -> pd.Timestamp:
     return end.normalize() + pd.Timedelta(days=1)
 
 
-def plan_cutoffs(known_until: pd.Timestamp, horizon_days: int, n_cutoffs: int, spacing_days: int) -> Cutoffs:
+def plan_cutoffs(
+    known_until: pd.Timestamp, horizon_days: int, n_cutoffs: int, spacing_days: int
+) -> Cutoffs:
     if n_cutoffs < 2:
         raise ValueError(f"need at least 2 cutoffs (training and evaluation), got {n_cutoffs}")
     known_until = to_utc(known_until)
@@ -105,10 +107,15 @@ def build_training_data(
         progress(f"snapshot {cutoff:%Y-%m-%d}: features and labels")
         X = build_features(tables, cutoff, settings)
         y = build_labels(
-            tables, cutoff, settings.horizon_days, activity_event_types=settings.activity_event_types
+            tables,
+            cutoff,
+            settings.horizon_days,
+            activity_event_types=settings.activity_event_types,
         )
         if len(X) == 0:
-            raise ValueError(f"the population at {cutoff:%Y-%m-%d} is empty; check the data and the cutoffs")
+            raise ValueError(
+                f"the population at {cutoff:%Y-%m-%d} is empty; check the data and the cutoffs"
+            )
         return Snapshot(cutoff=cutoff, X=X, y=y)
 
     train = tuple(snapshot(c) for c in cutoffs.training)

@@ -31,7 +31,9 @@ class Finding:
 def _single_feature_auc(x: pd.Series, y: np.ndarray) -> float:
     if isinstance(x.dtype, pd.CategoricalDtype) or not ptypes.is_numeric_dtype(x):
         # A category's churn rate is its score: in-sample, which is exactly the point here.
-        score = pd.Series(y, index=x.index).groupby(x.astype(object).fillna("<NA>")).transform("mean")
+        score = (
+            pd.Series(y, index=x.index).groupby(x.astype(object).fillna("<NA>")).transform("mean")
+        )
         values = score.to_numpy(dtype=float)
     else:
         values = x.to_numpy(dtype=float)
@@ -45,7 +47,9 @@ def _single_feature_auc(x: pd.Series, y: np.ndarray) -> float:
     return max(auc, 1.0 - auc)
 
 
-def separating_features(X: pd.DataFrame, churned: pd.Series | np.ndarray, threshold: float) -> list[Finding]:
+def separating_features(
+    X: pd.DataFrame, churned: pd.Series | np.ndarray, threshold: float
+) -> list[Finding]:
     y = np.asarray(churned, dtype=int)
     if np.unique(y).size < 2:
         return []
@@ -53,7 +57,11 @@ def separating_features(X: pd.DataFrame, churned: pd.Series | np.ndarray, thresh
     for col in X.columns:
         auc = _single_feature_auc(X[col], y)
         if auc > threshold:
-            findings.append(Finding(col, f"alone separates churn with ROC AUC {auc:.3f} (threshold {threshold})"))
+            findings.append(
+                Finding(
+                    col, f"alone separates churn with ROC AUC {auc:.3f} (threshold {threshold})"
+                )
+            )
     return findings
 
 
@@ -62,7 +70,9 @@ def future_dated_attributes(tables: Tables, cutoff: pd.Timestamp) -> list[Findin
     customers = tables.customers.loc[tables.customers["signup_date"] < cutoff]
     findings = []
     for col in customers.columns:
-        if col in ("customer_id", "signup_date") or not ptypes.is_datetime64_any_dtype(customers[col]):
+        if col in ("customer_id", "signup_date") or not ptypes.is_datetime64_any_dtype(
+            customers[col]
+        ):
             continue
         values = customers[col]
         if values.dt.tz is None:
@@ -70,7 +80,10 @@ def future_dated_attributes(tables: Tables, cutoff: pd.Timestamp) -> list[Findin
         late = int((values >= cutoff).sum())
         if late:
             findings.append(
-                Finding(col, f"{late:,} customers have a value on or after the cutoff {cutoff:%Y-%m-%d}: known only after the outcome")
+                Finding(
+                    col,
+                    f"{late:,} customers have a value on or after the cutoff {cutoff:%Y-%m-%d}: known only after the outcome",
+                )
             )
     return findings
 

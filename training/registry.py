@@ -9,6 +9,7 @@ why a version is or is not serving.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -38,6 +39,10 @@ def connect(uri: str | None = None):
     from mlflow import MlflowClient
 
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no network here, and no need
+    # Progress bars and INFO lines for every artifact would bury Retain's own progress.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     uri = uri or tracking_uri()
     db = _sqlite_path(uri)
     if db is not None:
@@ -75,15 +80,20 @@ def gate_decision(
     the same evaluation snapshot) by at least `gate.min_improvement` of `gate.metric`."""
     metric, margin = gate.metric, gate.min_improvement
     if challenger is None or math.isnan(challenger):
-        return GateDecision(False, f"{model_name}: {metric} could not be computed on the evaluation snapshot")
+        return GateDecision(
+            False, f"{model_name}: {metric} could not be computed on the evaluation snapshot"
+        )
     for name, value in sorted(baselines.items()):
         if value is not None and not math.isnan(value) and not challenger > value:
             return GateDecision(
-                False, f"{model_name}: {metric} {challenger:.4f} does not beat baseline {name} ({value:.4f})"
+                False,
+                f"{model_name}: {metric} {challenger:.4f} does not beat baseline {name} ({value:.4f})",
             )
     beaten = ", ".join(f"{n} {v:.4f}" for n, v in sorted(baselines.items()))
     if champion is None:
-        return GateDecision(True, f"{model_name}: first model; {metric} {challenger:.4f} beats baselines ({beaten})")
+        return GateDecision(
+            True, f"{model_name}: first model; {metric} {challenger:.4f} beats baselines ({beaten})"
+        )
     if challenger >= champion + margin and challenger > champion:
         return GateDecision(
             True,
@@ -139,4 +149,3 @@ def list_versions(client, name: str) -> list[dict[str, object]]:
             }
         )
     return sorted(rows, key=lambda r: -int(r["version"]))
-

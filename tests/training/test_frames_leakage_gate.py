@@ -5,14 +5,21 @@ import pytest
 from configs import GateSettings, settings_from_dict
 from features.validate import validate
 from training.frames import build_training_data, default_known_until, plan_cutoffs
-from training.leakage import LeakageError, check_leakage, future_dated_attributes, separating_features
+from training.leakage import (
+    LeakageError,
+    check_leakage,
+    future_dated_attributes,
+    separating_features,
+)
 from training.registry import gate_decision
 
 UTC = "UTC"
 
 
 def test_cutoffs_leave_a_full_horizon_between_training_labels_and_evaluation():
-    c = plan_cutoffs(pd.Timestamp("2026-01-01", tz=UTC), horizon_days=90, n_cutoffs=4, spacing_days=30)
+    c = plan_cutoffs(
+        pd.Timestamp("2026-01-01", tz=UTC), horizon_days=90, n_cutoffs=4, spacing_days=30
+    )
     assert c.evaluation == pd.Timestamp("2025-10-03", tz=UTC)
     assert c.training == (
         pd.Timestamp("2025-05-06", tz=UTC),
@@ -62,7 +69,9 @@ def test_separating_feature_is_found_and_named():
     X = pd.DataFrame(
         {
             "honest": rng.normal(size=400) + 0.5 * y,
-            "cancel_reason_code": np.where(y, rng.integers(1, 5, 400), np.nan),  # only set for churners
+            "cancel_reason_code": np.where(
+                y, rng.integers(1, 5, 400), np.nan
+            ),  # only set for churners
             "segment": pd.Categorical(rng.choice(["x", "y"], 400)),
         }
     )

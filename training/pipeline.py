@@ -1,0 +1,178 @@
+"""Fit the churn and CLV models on a `TrainingData`, and evaluate them and their baselines on the
+evaluation snapshot. Pure computation: no MLflow and no files (see `training.run` for those).
+
+The newest training snapshot is the time-ordered validation set (early stopping, calibration,
+the CLV objective choice); older ones are fitted on; validation customers are never fitted on
+(see `_split_fit_valid`).
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from configs import Settings
+from features.contract import Tables
+from training import baselines as bl
+from training.frames import TrainingData
+from training.leakage import Finding, check_leakage, future_dated_attributes, separating_features
+from training.metrics import by_segment, churn_metrics, clv_metrics
+from training.models import ChurnModel, ClvModel, align_categories
+
+
+@dataclass
+class Evaluation:
+    model: dict[str, float]
+    baselines: dict[str, dict[str, float]]
+    segments: dict[str, dict[str, float]]
+
+
+@dataclass
+class Trained:
+    churn: ChurnModel
+    clv: ClvModel
+    churn_eval: Evaluation
+    clv_eval: Evaluation
+    # Per evaluation customer: labels, model and baseline predictions (plots, monitoring reference).
+    predictions: pd.DataFrame
+    X_eval: pd.DataFrame
+    allowed_leaks: list[Finding] = field(default_factory=list)
+
+
+# One customer in this many validates (early stopping, calibration, the CLV objective).
+VALIDATION_SHARE = 3
+
+
+def _validation_customers(index: pd.Index) -> np.ndarray:
+    # A fixed hash of the id: the same customers validate in every run and on every machine.
+    return np.fromiter(
+        (zlib.crc32(str(i).encode()) % VALIDATION_SHARE == 0 for i in index), bool, len(index)
+    )
+
+
+def _split_fit_valid(data: TrainingData):
+    """Fit rows, validation rows and the evaluation frame.
+
+    Validation is time-ordered (the newest training snapshot; older ones are fitted on) and
+    customer-disjoint: a third of the customers, chosen by a hash of their id, only ever
+    validate. Snapshots 30 days apart share most customers and overlapping label windows, so a
+    customer fitted at one cutoff and validated at the next would let early stopping reward
+    memorising who churns (by tenure, age, spend) rather than why.
+    """
+    frames = align_categories([s.X for s in data.train] + [data.evaluation.X])
+    train_X, eval_X = frames[:-1], frames[-1]
+    train_y = [s.y for s in data.train]
+    if len(train_X) >= 2:
+        X_fit, y_fit = pd.concat(train_X[:-1]), pd.concat(train_y[:-1])
+        X_valid, y_valid = train_X[-1], train_y[-1]
+    else:  # one training snapshot: the validation customers' rows of it
+        X_fit = X_valid = train_X[0]
+        y_fit = y_valid = train_y[0]
+    fit_rows = ~_validation_customers(X_fit.index)
+    valid_rows = _validation_customers(X_valid.index)
+    return X_fit[fit_rows], y_fit[fit_rows], X_valid[valid_rows], y_valid[valid_rows], eval_X
+
+
+def guard_leakage(data: TrainingData, tables: Tables, settings: Settings) -> list[Finding]:
+    """Stop (LeakageError) on leaking features unless allowed; return the allowed findings."""
+    X = pd.concat(align_categories([s.X for s in data.train]))
+    y = pd.concat([s.y for s in data.train])["churned"].to_numpy()
+    findings = separating_features(X, y, settings.training.leakage_auc_threshold)
+    for cutoff in data.cutoffs.training:
+        for f in future_dated_attributes(tables, cutoff):
+            if f.column not in {g.column for g in findings}:
+                findings.append(f)
+    return check_leakage(findings, settings.training.allow_leaky_features)
+
+
+def _segments(X: pd.DataFrame) -> pd.Series | None:
+    return X["segment"] if "segment" in X.columns else None
+
+
+def fit_and_evaluate(
+    data: TrainingData,
+    tables: Tables,
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Trained:
+    t = settings.training
+    allowed = guard_leakage(data, tables, settings)
+    X_fit, y_fit, X_valid, y_valid, X_eval = _split_fit_valid(data)
+    y_eval = data.evaluation.y
+    common = {
+        "num_boost_round": t.num_boost_round,
+        "early_stopping_rounds": t.early_stopping_rounds,
+        "seed": t.seed,
+    }
+
+    progress(f"churn model: {len(X_fit):,} rows to fit, {len(X_valid):,} to validate")
+    churn = ChurnModel(dict(t.churn_params), **common).fit(
+        X_fit, y_fit["churned"], X_valid, y_valid["churned"]
+    )
+    progress(f"churn model: {churn.best_iteration} trees, calibration {churn.calibrator.kind}")
+    progress("clv model: choosing the objective on the validation snapshot")
+    clv = ClvModel(dict(t.clv_params), **common).fit(
+        X_fit, y_fit["future_value"], X_valid, y_valid["future_value"]
+    )
+    progress(f"clv model: objective {clv.objective}")
+
+    progress("baselines")
+    X_base = pd.concat([X_fit, X_valid])
+    y_base = pd.concat([y_fit, y_valid])
+    recency = bl.RecencyChurnBaseline().fit(X_base, y_base["churned"])
+    logistic = bl.LogisticChurnBaseline().fit(X_base, y_base["churned"])
+    last_spend = bl.LastSpendClvBaseline(settings.horizon_days).fit(X_base, y_base["future_value"])
+    summary = bl.rfm_summary(tables, data.evaluation.cutoff, settings)
+    summary = summary.reindex(X_eval.index)
+    bgnbd = bl.BgNbdGammaGammaBaseline().fit(summary)
+
+    churned = y_eval["churned"].to_numpy()
+    value = y_eval["future_value"].to_numpy()
+    p = churn.predict_proba(X_eval)
+    clv_pred = clv.predict(X_eval)
+    churn_base = {
+        "recency": recency.predict_proba(X_eval),
+        "logistic": logistic.predict_proba(X_eval),
+        "bgnbd": 1.0 - bgnbd.p_alive(summary),
+    }
+    clv_base = {
+        "last_spend": last_spend.predict(X_eval),
+        "bgnbd_gg": bgnbd.predict(summary, settings.horizon_days),
+    }
+    segments = _segments(X_eval)
+    churn_eval = Evaluation(
+        model=churn_metrics(churned, p),
+        baselines={k: churn_metrics(churned, v) for k, v in churn_base.items()},
+        segments=by_segment(churn_metrics, churned, p, segments) if segments is not None else {},
+    )
+    clv_eval = Evaluation(
+        model=clv_metrics(value, clv_pred["clv"].to_numpy()),
+        baselines={k: clv_metrics(value, v) for k, v in clv_base.items()},
+        segments=by_segment(clv_metrics, value, clv_pred["clv"].to_numpy(), segments)
+        if segments is not None
+        else {},
+    )
+    predictions = pd.DataFrame(
+        {
+            "churned": churned,
+            "future_value": value,
+            "churn_probability": p,
+            **{f"churn_{k}": v for k, v in churn_base.items()},
+            **clv_pred.to_dict("series"),
+            **{f"clv_{k}": v for k, v in clv_base.items()},
+        },
+        index=X_eval.index,
+    )
+    return Trained(churn, clv, churn_eval, clv_eval, predictions, X_eval, allowed)
+
+
+def gate_metric(metrics: dict[str, float], metric: str) -> float:
+    """The gate's "higher is better" view of a metric."""
+    if metric == "neg_brier":
+        return -metrics["brier"]
+    return metrics[metric]

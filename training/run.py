@@ -1,0 +1,312 @@
+"""One training run end to end at the MLflow edge: build the training data, fit and evaluate,
+log everything to one MLflow run, register both models and apply the promotion gate.
+
+Everything the run computes comes from `training.frames` and `training.pipeline`; this module
+only talks to MLflow (batched logging) and arranges artifacts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from configs import Settings
+from features.contract import Tables
+from training.frames import TrainingData, build_training_data
+from training.pipeline import Trained, fit_and_evaluate, gate_metric
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    connect,
+    ensure_experiment,
+    gate_decision,
+    record_promotion,
+)
+
+_BATCH = 900  # MLflow accepts at most 1000 metrics and 100 params per log_batch call
+
+
+@dataclass
+class RunReport:
+    run_id: str
+    experiment_id: str
+    versions: dict[str, str]
+    decisions: dict[str, str]
+    promoted: dict[str, bool]
+    headline: dict[str, float]
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def content_digest(tables: Tables) -> str:
+    """A digest of the table contents (not their files), so lineage survives format changes."""
+    h = hashlib.sha256()
+    for name in ("customers", "events", "feedback", "churn"):
+        frame = getattr(tables, name)
+        h.update(name.encode())
+        if frame is not None:
+            h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def flat_metrics(trained: Trained) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for kind, ev in (("churn", trained.churn_eval), ("clv", trained.clv_eval)):
+        for k, v in ev.model.items():
+            out[f"{kind}.{k}"] = v
+        for base, metrics in ev.baselines.items():
+            for k, v in metrics.items():
+                out[f"{kind}.baseline.{base}.{k}"] = v
+        for seg, metrics in ev.segments.items():
+            for k, v in metrics.items():
+                out[f"{kind}.segment.{seg}.{k}"] = v
+    out["churn.best_iteration"] = trained.churn.best_iteration
+    out["clv.best_iteration"] = trained.clv.best_iteration
+    for cand, metrics in trained.clv.validation.items():
+        for k, v in metrics.items():
+            out[f"clv.validation.{cand}.{k}"] = v
+    for k, v in trained.clv.interval_validation.items():
+        out[f"clv.interval.{k}"] = v
+    return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(float(v))}
+
+
+def _log_batch(client, run_id: str, metrics: dict[str, float], params: dict[str, Any]) -> None:
+    from mlflow.entities import Metric, Param
+
+    ts = 0  # metrics of a training run are not a time series; a fixed stamp keeps runs comparable
+    m = [Metric(k, v, ts, 0) for k, v in metrics.items()]
+    p = [Param(k, str(v)[:6000]) for k, v in params.items()]
+    for i in range(0, len(m), _BATCH):
+        client.log_batch(run_id, metrics=m[i : i + _BATCH])
+    for i in range(0, len(p), 100):
+        client.log_batch(run_id, params=p[i : i + 100])
+
+
+def _params(settings: Settings, data: TrainingData, trained: Trained) -> dict[str, Any]:
+    t = settings.training
+    params: dict[str, Any] = {
+        "horizon_days": settings.horizon_days,
+        "activity_event_types": ",".join(settings.activity_event_types),
+        "feature_windows_days": ",".join(map(str, settings.features.windows_days)),
+        "cutoffs": t.cutoffs,
+        "cutoff_spacing_days": t.cutoff_spacing_days,
+        "known_until": str(data.cutoffs.known_until),
+        "evaluation_cutoff": str(data.cutoffs.evaluation),
+        "training_cutoffs": ",".join(f"{c:%Y-%m-%d}" for c in data.cutoffs.training),
+        "seed": t.seed,
+        "num_boost_round": t.num_boost_round,
+        "early_stopping_rounds": t.early_stopping_rounds,
+        "n_features": len(trained.churn.schema.columns),
+        "churn_calibrator": trained.churn.calibrator.kind,
+        "clv_objective": trained.clv.objective,
+        "clv_interval": ",".join(map(str, trained.clv.interval)),
+        "gate_churn": f"{t.gate_churn.metric}+{t.gate_churn.min_improvement}",
+        "gate_clv": f"{t.gate_clv.metric}+{t.gate_clv.min_improvement}",
+    }
+    params.update({f"churn_lgb.{k}": v for k, v in trained.churn.params.items()})
+    params.update({f"clv_lgb.{k}": v for k, v in t.clv_params.items()})
+    return params
+
+
+def _figures(trained: Trained) -> dict[str, Any]:
+    from training import plots
+
+    pr = trained.predictions
+    churned, value = pr["churned"].to_numpy(), pr["future_value"].to_numpy()
+    churn_scores = {"model": pr["churn_probability"].to_numpy()}
+    churn_scores.update(
+        {
+            c[6:]: pr[c].to_numpy()
+            for c in pr.columns
+            if c.startswith("churn_") and c != "churn_probability"
+        }
+    )
+    clv_scores = {"model": pr["clv"].to_numpy()}
+    clv_scores.update(
+        {
+            c[4:]: pr[c].to_numpy()
+            for c in pr.columns
+            if c.startswith("clv_") and c not in ("clv_low", "clv_high")
+        }
+    )
+    sample = trained.X_eval.sample(min(len(trained.X_eval), 5000), random_state=0)
+    booster = trained.churn.booster
+    importance = pd.Series(
+        booster.feature_importance("gain"), index=booster.feature_name()
+    ).sort_values(ascending=False)
+    return {
+        "plots/churn_roc.png": plots.roc_figure(churned, churn_scores),
+        "plots/churn_calibration.png": plots.calibration_figure(churned, churn_scores),
+        "plots/clv_gains.png": plots.gains_figure(value, clv_scores),
+        "plots/churn_importance.png": plots.importance_figure(importance),
+        "plots/churn_shap_summary.png": plots.shap_summary_figure(
+            trained.churn.contributions(sample), sample
+        ),
+    }
+
+
+def _log_model(kind: str, model, X_eval: pd.DataFrame, folder: Path):
+    import lightgbm
+    import mlflow
+    import sklearn
+
+    from training.persist import save_model
+    from training.pyfunc import ENTRY_FILE, input_example, signature_for
+
+    save_model(model, folder / kind)
+    return mlflow.pyfunc.log_model(
+        name=kind,
+        python_model=str(ENTRY_FILE),
+        artifacts={"model": str(folder / kind)},
+        signature=signature_for(kind, X_eval),
+        input_example=input_example(X_eval),
+        registered_model_name=kind,
+        pip_requirements=[
+            f"lightgbm=={lightgbm.__version__}",
+            f"pandas=={pd.__version__}",
+            f"numpy=={np.__version__}",
+            f"scikit-learn=={sklearn.__version__}",
+            f"mlflow=={mlflow.__version__}",
+        ],
+    )
+
+
+def champion_metric(
+    kind: str, X_eval: pd.DataFrame, y_eval: pd.Series, metric: str
+) -> tuple[str | None, float | None]:
+    """The current champion re-scored on this run's evaluation snapshot, so the gate compares
+    like with like."""
+    import mlflow
+
+    from training.metrics import churn_metrics, clv_metrics
+    from training.registry import alias_version as _alias
+
+    client = mlflow.MlflowClient()
+    version = _alias(client, kind, CHAMPION)
+    if version is None:
+        return None, None
+    model = mlflow.pyfunc.load_model(f"models:/{kind}@{CHAMPION}").unwrap_python_model().model
+    if kind == "churn":
+        metrics = churn_metrics(y_eval.to_numpy(), model.predict_proba(X_eval))
+    else:
+        metrics = clv_metrics(y_eval.to_numpy(), model.predict(X_eval)["clv"].to_numpy())
+    return version, gate_metric(metrics, metric)
+
+
+def train_and_register(
+    tables: Tables,
+    settings: Settings,
+    *,
+    source: str,
+    config_text: str,
+    known_until: str | pd.Timestamp | None = None,
+    tracking_uri: str | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> RunReport:
+    import mlflow
+
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    data = build_training_data(tables, settings, known_until, progress=progress)
+    timings["features_s"] = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    trained = fit_and_evaluate(data, tables, settings, progress=progress)
+    timings["fit_evaluate_s"] = time.perf_counter() - t1
+
+    t2 = time.perf_counter()
+    client = connect(tracking_uri)
+    experiment_id = ensure_experiment(client, settings.training.experiment, tracking_uri)
+    run_name = f"train-{data.cutoffs.known_until:%Y-%m-%d}"
+    lineage = {
+        "source": source,
+        "content_digest": content_digest(tables.cut(data.cutoffs.known_until)),
+        "cutoffs": data.cutoffs.as_dict(),
+        "rows": data.rows(),
+        "allowed_leaky_features": [f"{f.column}: {f.evidence}" for f in trained.allowed_leaks],
+    }
+    versions: dict[str, str] = {}
+    decisions: dict[str, str] = {}
+    promoted: dict[str, bool] = {}
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        run_id = run.info.run_id
+        progress(f"logging run {run_id} to {mlflow.get_tracking_uri()}")
+        _log_batch(client, run_id, flat_metrics(trained), _params(settings, data, trained))
+        mlflow.set_tags(
+            {"retain.source": source, "retain.content_digest": lineage["content_digest"]}
+        )
+        mlflow.log_text(config_text, "config/settings.yaml")
+        mlflow.log_dict(lineage, "lineage.json")
+        eval_ds = mlflow.data.from_pandas(
+            pd.concat([trained.X_eval.head(0), data.evaluation.y.head(0)], axis=1),
+            source=source,
+            name=f"evaluation-{data.cutoffs.evaluation:%Y-%m-%d}",
+            digest=lineage["content_digest"][:16],
+        )
+        with warnings.catch_warnings():
+            # MLflow cannot tell which of its two local sources a path is; either is right here.
+            warnings.filterwarnings("ignore", message="The specified dataset source")
+            mlflow.log_input(eval_ds, context="evaluation")
+        for path, fig in _figures(trained).items():
+            mlflow.log_figure(fig, path)
+            fig.clf()
+        with tempfile.TemporaryDirectory() as tmp:
+            ref = Path(tmp) / "reference"
+            ref.mkdir()
+            # The monitoring reference: the evaluation snapshot's features and predictions.
+            trained.X_eval.to_parquet(ref / "features.parquet")
+            trained.predictions.to_parquet(ref / "predictions.parquet")
+            mlflow.log_artifacts(str(ref), "reference")
+            infos = {
+                kind: _log_model(kind, model, trained.X_eval, Path(tmp))
+                for kind, model in (("churn", trained.churn), ("clv", trained.clv))
+            }
+    timings["mlflow_log_s"] = time.perf_counter() - t2
+
+    t3 = time.perf_counter()
+    y_eval = data.evaluation.y
+    for kind, info in infos.items():
+        version = str(info.registered_model_version)
+        versions[kind] = version
+        client.set_registered_model_alias(kind, CHALLENGER, version)
+        gate = settings.training.gate_churn if kind == "churn" else settings.training.gate_clv
+        ev = trained.churn_eval if kind == "churn" else trained.clv_eval
+        label = y_eval["churned"] if kind == "churn" else y_eval["future_value"]
+        champ_version, champ_value = champion_metric(kind, trained.X_eval, label, gate.metric)
+        decision = gate_decision(
+            kind,
+            gate,
+            gate_metric(ev.model, gate.metric),
+            {b: gate_metric(m, gate.metric) for b, m in ev.baselines.items()},
+            champ_value,
+        )
+        for key, value in {
+            "evaluation_cutoff": f"{data.cutoffs.evaluation:%Y-%m-%d}",
+            "gate_metric": gate.metric,
+            "gate_value": f"{gate_metric(ev.model, gate.metric):.4f}",
+            "gate_decision": "promoted" if decision.promote else "kept as challenger",
+            "gate_reason": decision.reason,
+            "compared_with_champion": champ_version or "none",
+        }.items():
+            client.set_model_version_tag(kind, version, key, value)
+        if decision.promote:
+            record_promotion(client, kind, version, kind="gate", reason=decision.reason)
+        decisions[kind] = decision.reason
+        promoted[kind] = decision.promote
+        progress(("PROMOTED " if decision.promote else "not promoted: ") + decision.reason)
+    timings["registry_s"] = time.perf_counter() - t3
+    _log_batch(client, run_id, {f"time.{k}": v for k, v in timings.items()}, {})
+    headline = {
+        "churn.roc_auc": trained.churn_eval.model["roc_auc"],
+        "churn.ece": trained.churn_eval.model["ece"],
+        "clv.gini_normalized": trained.clv_eval.model["gini_normalized"],
+        "clv.spearman": trained.clv_eval.model["spearman"],
+    }
+    return RunReport(run_id, experiment_id, versions, decisions, promoted, headline, timings)
