@@ -39,11 +39,15 @@ demo: $(STAMP)
 	$(BIN)/retain generate --out $(DEMO_DIR)/data --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED) --start $(DEMO_START)
 	$(BIN)/retain validate --data $(DEMO_DIR)/data
 	$(BIN)/retain features --data $(DEMO_DIR)/data --as-of $(DEMO_AS_OF) --out $(DEMO_DIR)/features.parquet
+	$(BIN)/retain train --data $(DEMO_DIR)/data
+	$(BIN)/retain models
 	@echo
 	@echo "Demo done. Outputs:"
 	@echo "  $(DEMO_DIR)/data/                 synthetic contract tables (customers, events, feedback, churn)"
 	@echo "  $(DEMO_DIR)/data/quarantine/      rows that broke the contract, with a reason (none expected here)"
 	@echo "  $(DEMO_DIR)/features.parquet      one row of features per customer as of $(DEMO_AS_OF)"
+	@echo "  mlruns/mlflow.db                  MLflow runs and the model registry (churn, clv; aliases champion/challenger)"
+	@echo "Open the MLflow UI with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
 	@echo "Look at them with: $(BIN)/python -c \"import pandas as pd; print(pd.read_parquet('$(DEMO_DIR)/features.parquet').describe().T)\""
 
 bench: $(STAMP)

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import resource
 import subprocess
 import sys
 import time
@@ -25,31 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-
-def machine() -> str:
-    mem_gib = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores, {mem_gib:.1f} GiB RAM, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
-
-
-def peak_rss_gib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
-
-
-def ensure_world(customers: int, seed: int) -> Path:
-    from features.synthetic import generate_world, write_world
-
-    folder = ROOT / "benchmarks" / ".cache" / f"world_{customers}_{seed}"
-    if (folder / "events.parquet").exists():
-        return folder
-    start = time.perf_counter()
-    world = generate_world(
-        customers, seed, progress=lambda m: print(f"  generate: {m}", flush=True)
-    )
-    write_world(world, folder)
-    sizes = {k: len(v) for k, v in world.items()}
-    print(f"generated world in {time.perf_counter() - start:.1f} s: {sizes}", flush=True)
-    return folder
+from common import ensure_world, machine, peak_rss_gib  # noqa: E402
 
 
 def child(folder: Path, as_of: str) -> None:

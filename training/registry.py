@@ -83,26 +83,24 @@ def gate_decision(
         return GateDecision(
             False, f"{model_name}: {metric} could not be computed on the evaluation snapshot"
         )
-    for name, value in sorted(baselines.items()):
-        if value is not None and not math.isnan(value) and not challenger > value:
-            return GateDecision(
-                False,
-                f"{model_name}: {metric} {challenger:.4f} does not beat baseline {name} ({value:.4f})",
-            )
-    beaten = ", ".join(f"{n} {v:.4f}" for n, v in sorted(baselines.items()))
+    valid = {n: v for n, v in sorted(baselines.items()) if v is not None and not math.isnan(v)}
+    lost_to = [f"baseline {n} ({v:.4f})" for n, v in valid.items() if not challenger > v]
+    beaten = ", ".join(f"{n} {v:.4f}" for n, v in valid.items())
+    if champion is not None and not (challenger > champion and challenger >= champion + margin):
+        lost_to.append(f"champion {champion:.4f} by {margin} or more")
+    # Every failed comparison is named, so `retain models` shows all that a version lacks.
+    if lost_to:
+        return GateDecision(
+            False, f"{model_name}: {metric} {challenger:.4f} does not beat " + "; ".join(lost_to)
+        )
     if champion is None:
         return GateDecision(
             True, f"{model_name}: first model; {metric} {challenger:.4f} beats baselines ({beaten})"
         )
-    if challenger >= champion + margin and challenger > champion:
-        return GateDecision(
-            True,
-            f"{model_name}: {metric} {challenger:.4f} beats champion {champion:.4f} by at least {margin} "
-            f"and baselines ({beaten})",
-        )
     return GateDecision(
-        False,
-        f"{model_name}: {metric} {challenger:.4f} does not beat champion {champion:.4f} by {margin} or more",
+        True,
+        f"{model_name}: {metric} {challenger:.4f} beats champion {champion:.4f} by at least {margin} "
+        f"and baselines ({beaten})",
     )
 
 

@@ -1,0 +1,159 @@
+"""`retain train | models | promote` end to end through the console script, in a temporary folder
+with a temporary MLflow store: the gate promotes a model that earns it and keeps a weak one as
+challenger, a manual promotion is recorded, and the leakage guard stops a planted leak."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+RETAIN = shutil.which("retain") or str(Path(sys.executable).parent / "retain")
+
+
+def retain(*args, cwd, store):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{store}/mlflow.db"}
+    return subprocess.run(
+        [RETAIN, *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("train")
+    run = retain(
+        "generate",
+        "--out",
+        tmp / "data",
+        "--customers",
+        3000,
+        "--seed",
+        11,
+        cwd=tmp,
+        store=tmp / "unused",
+    )
+    assert run.returncode == 0, run.stderr
+    return tmp
+
+
+def _client(store: Path) -> MlflowClient:
+    uri = f"sqlite:///{store}/mlflow.db"
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def test_gate_promotes_earned_model_keeps_weak_one_and_records_manual_promotion(world, tmp_path):
+    store = tmp_path / "mlruns"
+    first = retain("train", "--data", world / "data", cwd=tmp_path, store=store)
+    assert first.returncode == 0, first.stderr
+    assert "churn v1: champion" in first.stdout and "clv v1: champion" in first.stdout
+    assert "mlflow ui --backend-store-uri" in first.stdout
+
+    weak = tmp_path / "weak.yaml"
+    weak.write_text(
+        "training:\n  num_boost_round: 1\n  churn_params: {num_leaves: 2}\n  clv_params: {num_leaves: 2}\n"
+    )
+    second = retain("train", "--data", world / "data", "--config", weak, cwd=tmp_path, store=store)
+    assert second.returncode == 0, second.stderr
+    assert "churn v2: challenger" in second.stdout, second.stdout
+    assert "clv v2: challenger" in second.stdout, second.stdout
+
+    client = _client(store)
+    for name in ("churn", "clv"):
+        assert str(client.get_model_version_by_alias(name, "champion").version) == "1"
+        assert str(client.get_model_version_by_alias(name, "challenger").version) == "2"
+        v2 = client.get_model_version(name, "2")
+        assert v2.tags["gate_decision"] == "kept as challenger"
+        assert "champion" in v2.tags["gate_reason"]
+
+    # The run is complete: metrics for models and baselines, config, lineage, plots, reference.
+    run = client.get_run(client.get_model_version("churn", "1").run_id)
+    for key in (
+        "churn.roc_auc",
+        "churn.ece",
+        "churn.baseline.logistic.roc_auc",
+        "clv.gini_normalized",
+        "clv.baseline.bgnbd_gg.spearman",
+    ):
+        assert key in run.data.metrics, key
+    assert run.data.metrics["churn.roc_auc"] > run.data.metrics["churn.baseline.logistic.roc_auc"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"config", "lineage.json", "plots", "reference"} <= artifacts
+    plots = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert {
+        "plots/churn_roc.png",
+        "plots/churn_calibration.png",
+        "plots/clv_gains.png",
+        "plots/churn_shap_summary.png",
+    } <= plots
+
+    promoted = retain(
+        "promote",
+        "--model",
+        "churn",
+        "--version",
+        "2",
+        "--reason",
+        "smaller model for the pilot",
+        cwd=tmp_path,
+        store=store,
+    )
+    assert promoted.returncode == 0, promoted.stderr
+    assert str(client.get_model_version_by_alias("churn", "champion").version) == "2"
+    tags = client.get_model_version("churn", "2").tags
+    assert (
+        tags["promotion"] == "manual" and tags["promotion_reason"] == "smaller model for the pilot"
+    )
+
+    listing = retain("models", cwd=tmp_path, store=store)
+    assert listing.returncode == 0, listing.stderr
+    assert "manual promotion: smaller model for the pilot" in listing.stdout
+
+    missing = retain(
+        "promote", "--model", "churn", "--version", "9", "--reason", "x", cwd=tmp_path, store=store
+    )
+    assert missing.returncode == 2 and "no version 9" in missing.stderr
+
+    # The champion loads by alias and gives probabilities for a features frame.
+    features = tmp_path / "features.parquet"
+    run_f = retain(
+        "features",
+        "--data",
+        world / "data",
+        "--as-of",
+        "2025-11-01",
+        "--out",
+        features,
+        cwd=tmp_path,
+        store=store,
+    )
+    assert run_f.returncode == 0, run_f.stderr
+    X = pd.read_parquet(features)
+    p = mlflow.pyfunc.load_model("models:/churn@champion").predict(X)
+    assert len(p) == len(X) and ((p >= 0) & (p <= 1)).all()
+
+
+def test_leakage_guard_stops_on_a_planted_post_outcome_column(world, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(world / "data", data)
+    customers = pd.read_parquet(data / "customers.parquet")
+    churn = pd.read_parquet(data / "churn.parquet").set_index("customer_id")["churn_date"]
+    # A cancellation date copied from the outcome: known only after the churn it describes.
+    customers["cancelled_at"] = customers["customer_id"].map(churn)
+    customers.to_parquet(data / "customers.parquet", index=False)
+
+    run = retain("train", "--data", data, cwd=tmp_path, store=tmp_path / "mlruns")
+    assert run.returncode != 0
+    assert "label leakage" in run.stderr and "cancelled_at:" in run.stderr, run.stderr
+
+    allow = tmp_path / "allow.yaml"
+    allow.write_text("training:\n  allow_leaky_features: [cancelled_at]\n  num_boost_round: 30\n")
+    run = retain(
+        "train", "--data", data, "--config", allow, cwd=tmp_path, store=tmp_path / "mlruns"
+    )
+    assert run.returncode == 0, run.stderr
