@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from features.cli import app as features_app
+from serving.cli import app as serving_app
 from training.cli import app as training_app
 
 app = typer.Typer(
@@ -16,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(features_app)
 app.add_typer(training_app)
+app.add_typer(serving_app)
 
 
 def main() -> None:

@@ -535,6 +535,23 @@ class BgNbdGammaGammaBaseline:
         x, t_x, T = self._rfm(summary)
         return expit(-self._log_odds_dead(x, t_x, T))
 
+    def p_no_purchase(self, summary: pd.DataFrame, horizon_days: float) -> np.ndarray:
+        """P(no repeat purchase day in (T, T + horizon] | history): the BG/NBD churn score for a
+        "no purchase in the horizon" label, sharper than `1 - p_alive`.
+
+        1 - P(alive) * (1 - ((alpha+T)/(alpha+T+t))^(r+x)): a customer who is alive buys next at
+        rate lambda, whose posterior given alive is Gamma(r+x, alpha+T); dropout happens only
+        right after a purchase, so it cannot prevent the first purchase in the window.
+        """
+        _check_fitted(self, "bgnbd_")
+        if horizon_days < 0:
+            raise ValueError(f"horizon_days must be >= 0, got {horizon_days}")
+        x, t_x, T = self._rfm(summary)
+        p = self.bgnbd_
+        t = float(horizon_days)
+        none_if_alive = np.exp((p.r + x) * (np.log(p.alpha + T) - np.log(p.alpha + T + t)))
+        return 1.0 - self.p_alive(summary) * (1.0 - none_if_alive)
+
     def expected_purchases(self, summary: pd.DataFrame, horizon_days: float) -> np.ndarray:
         """E[repeat purchase days in (T, T + horizon] | history] (FHL 2005, eq. 10):
 

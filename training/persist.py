@@ -40,6 +40,8 @@ def _calibrator_dict(cal: Any) -> dict[str, Any]:
 
 def _calibrator_from(data: dict[str, Any]) -> Any:
     kind = data.pop("kind")
+    if kind not in CALIBRATORS:
+        raise ValueError(f"unknown calibrator kind {kind!r}; expected one of {sorted(CALIBRATORS)}")
     cls = CALIBRATORS[kind]
     if kind == "platt":
         return cls(**data)
@@ -50,6 +52,10 @@ def _calibrator_from(data: dict[str, Any]) -> Any:
 
 
 def save_model(model: ChurnModel | ClvModel, folder: str | Path) -> Path:
+    if not isinstance(model, ChurnModel | ClvModel):
+        raise TypeError(f"cannot save {type(model).__name__}: expected ChurnModel or ClvModel")
+    if not hasattr(model, "schema"):
+        raise ValueError(f"cannot save an unfitted {type(model).__name__}: call fit first")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {"format": FORMAT_VERSION, "schema": model.schema.to_dict()}
@@ -62,7 +68,7 @@ def save_model(model: ChurnModel | ClvModel, folder: str | Path) -> Path:
             boosters=["churn"],
         )
         _save_booster(model.booster, folder / "churn.txt")
-    elif isinstance(model, ClvModel):
+    else:
         meta.update(
             kind="clv",
             objective=model.objective,
@@ -74,8 +80,6 @@ def save_model(model: ChurnModel | ClvModel, folder: str | Path) -> Path:
         )
         for name, booster in model.boosters.items():
             _save_booster(booster, folder / f"{name}.txt")
-    else:
-        raise TypeError(f"cannot save {type(model).__name__}: expected ChurnModel or ClvModel")
     (folder / "meta.json").write_text(json.dumps(meta, indent=2, default=float))
     return folder
 
@@ -88,11 +92,33 @@ def load_model(folder: str | Path) -> ChurnModel | ClvModel:
         raise ValueError(
             f"{folder} is not a saved Retain model (meta.json unreadable: {exc})"
         ) from exc
+    if not isinstance(meta, dict):
+        raise ValueError(
+            f"{folder}/meta.json is corrupted: expected a JSON object, got {type(meta).__name__}"
+        )
     if meta.get("format") != FORMAT_VERSION:
         raise ValueError(
             f"{folder}: model format {meta.get('format')} is not supported (expected {FORMAT_VERSION})"
         )
+    if meta.get("kind") not in ("churn", "clv"):
+        raise ValueError(
+            f"{folder}/meta.json is corrupted: kind {meta.get('kind')!r} is neither 'churn' nor 'clv'"
+        )
+    try:
+        return _model_from(folder, meta)
+    except (KeyError, TypeError, AttributeError, ValueError, lgb.basic.LightGBMError) as exc:
+        what = f"meta.json has no entry {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(
+            f"{folder} is not a loadable Retain {meta['kind']} model (meta.json or a booster file "
+            f"is missing or corrupted): {what}"
+        ) from exc
+
+
+def _model_from(folder: Path, meta: dict[str, Any]) -> ChurnModel | ClvModel:
     schema = FeatureSchema.from_dict(meta["schema"])
+    missing = [f"{n}.txt" for n in meta["boosters"] if not (folder / f"{n}.txt").is_file()]
+    if missing:
+        raise ValueError(f"booster files {missing} listed in meta.json do not exist")
     boosters = {name: _load_booster(folder / f"{name}.txt") for name in meta["boosters"]}
     if meta["kind"] == "churn":
         model = ChurnModel()

@@ -138,7 +138,7 @@ def fit_and_evaluate(
     churn_base = {
         "recency": recency.predict_proba(X_eval),
         "logistic": logistic.predict_proba(X_eval),
-        "bgnbd": 1.0 - bgnbd.p_alive(summary),
+        "bgnbd": bgnbd.p_no_purchase(summary, settings.horizon_days),
     }
     clv_base = {
         "last_spend": last_spend.predict(X_eval),

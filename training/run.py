@@ -28,6 +28,7 @@ from training.registry import (
     CHAMPION,
     connect,
     ensure_experiment,
+    GateDecision,
     gate_decision,
     record_promotion,
 )
@@ -181,9 +182,9 @@ def _log_model(kind: str, model, X_eval: pd.DataFrame, folder: Path):
 
 def champion_metric(
     kind: str, X_eval: pd.DataFrame, y_eval: pd.Series, metric: str
-) -> tuple[str | None, float | None]:
+) -> tuple[str | None, float | None, str | None]:
     """The current champion re-scored on this run's evaluation snapshot, so the gate compares
-    like with like."""
+    like with like: (version, metric value, why it cannot be compared or None)."""
     import mlflow
 
     from training.metrics import churn_metrics, clv_metrics
@@ -192,13 +193,17 @@ def champion_metric(
     client = mlflow.MlflowClient()
     version = _alias(client, kind, CHAMPION)
     if version is None:
-        return None, None
+        return None, None, None
     model = mlflow.pyfunc.load_model(f"models:/{kind}@{CHAMPION}").unwrap_python_model().model
+    if set(model.schema.columns) != set(X_eval.columns):
+        # A champion from another kind of data (a static table, an older feature set) cannot be
+        # scored on this snapshot; a human decides which one serves.
+        return version, None, "it was trained on different feature columns"
     if kind == "churn":
         metrics = churn_metrics(y_eval.to_numpy(), model.predict_proba(X_eval))
     else:
         metrics = clv_metrics(y_eval.to_numpy(), model.predict(X_eval)["clv"].to_numpy())
-    return version, gate_metric(metrics, metric)
+    return version, gate_metric(metrics, metric), None
 
 
 def train_and_register(
@@ -279,7 +284,9 @@ def train_and_register(
         gate = settings.training.gate_churn if kind == "churn" else settings.training.gate_clv
         ev = trained.churn_eval if kind == "churn" else trained.clv_eval
         label = y_eval["churned"] if kind == "churn" else y_eval["future_value"]
-        champ_version, champ_value = champion_metric(kind, trained.X_eval, label, gate.metric)
+        champ_version, champ_value, incomparable = champion_metric(
+            kind, trained.X_eval, label, gate.metric
+        )
         decision = gate_decision(
             kind,
             gate,
@@ -287,6 +294,13 @@ def train_and_register(
             {b: gate_metric(m, gate.metric) for b, m in ev.baselines.items()},
             champ_value,
         )
+        if incomparable:
+            decision = GateDecision(
+                False,
+                f"{kind}: not compared with champion v{champ_version} ({incomparable}); "
+                f"promote by hand if this one should serve: retain promote --model {kind} "
+                f"--version {version} --reason ...",
+            )
         for key, value in {
             "evaluation_cutoff": f"{data.cutoffs.evaluation:%Y-%m-%d}",
             "gate_metric": gate.metric,

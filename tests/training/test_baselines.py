@@ -328,3 +328,29 @@ def test_bgnbd_on_the_synthetic_world(world):
     assert 0.5 < pred.sum() / y_test["future_value"].sum() < 2.0
     churn = 1.0 - model.p_alive(summary)
     assert ((churn >= 0) & (churn <= 1)).all()
+
+
+def test_p_no_purchase_is_a_probability_between_dead_and_certain():
+    rng = np.random.default_rng(5)
+    n = 400
+    T = rng.uniform(60, 400, n)
+    recency = T * rng.uniform(0, 1, n)
+    frequency = np.where(recency > 0, rng.poisson(3, n), 0).astype(float)
+    summary = pd.DataFrame(
+        {
+            "frequency": frequency,
+            "recency": np.where(frequency > 0, recency, 0.0),
+            "T": T,
+            "monetary_value": np.where(frequency > 0, rng.gamma(2, 20, n), 0.0),
+        }
+    )
+    model = BgNbdGammaGammaBaseline().fit(summary)
+    dead = 1.0 - model.p_alive(summary)
+    p30, p90 = model.p_no_purchase(summary, 30), model.p_no_purchase(summary, 90)
+    assert ((p90 >= 0) & (p90 <= 1)).all()
+    # Never below the chance of having left already, never above certainty; a longer window
+    # leaves less room for no purchase at all; an empty window is certain.
+    assert (p90 >= dead - 1e-12).all() and (p30 >= p90 - 1e-12).all()
+    np.testing.assert_allclose(model.p_no_purchase(summary, 0), 1.0)
+    with pytest.raises(ValueError, match="horizon_days"):
+        model.p_no_purchase(summary, -1)

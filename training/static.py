@@ -1,0 +1,501 @@
+"""Train the churn model on a one-row-per-customer export with a label (e.g. the IBM Telco file).
+
+A static table has no event history, so there are no cutoffs to replay and no CLV label: the
+columns are the features as they are, the label is whatever the export calls churn, and quality
+is measured by stratified k-fold cross-validation instead of a later snapshot.
+
+    load_table(path, id_column, label)     -> StaticTable (X with the id as index, y, what changed)
+    prepare_table(frame, id_column, label) -> the same from a DataFrame (label optional: scoring)
+    cross_validate(X, y, settings)         -> CrossValidation: pooled out-of-fold metrics, folds
+    train_static_table(path, ...)          -> RunReport: the MLflow edge (one run, registry, gate)
+
+Preparation: text columns whose values are all numbers once blanks are removed become float
+(blanks -> NaN; Telco's TotalCharges), other text columns become pandas categoricals, numbers
+and booleans become float64, and a text column with a distinct value on (nearly) every row is
+dropped as a second id. Rows are sorted by id, so folds do not depend on the file's row order.
+
+Evaluation: `folds` stratified folds (seed `training.seed`). In each, the training folds are split
+again, stratified, into a fitting part and a validation part (`INNER_VALIDATION` of the rows;
+early stopping and calibration, as `ChurnModel` expects); the held-out fold is predicted. The
+logistic baseline gets all the training folds. The final model is fitted the same way on every row.
+
+MLflow: one run in the experiment `<training.experiment>-static` (default
+`retain-training-static`), kept apart from the time-based runs because its metrics are
+cross-validated on another kind of data and the runs should not be compared side by side. The
+model is registered as `churn` (alias `challenger`) and promoted to `champion` only if its CV
+gate metric (`training.gate_churn`, ROC AUC by default) beats the logistic baseline and the
+current champion. A champion with other feature columns is never replaced automatically: the
+reason says so and `retain promote` does it by hand. A champion evaluated by the same CV on the
+same data is compared through its recorded CV metric; otherwise it is re-scored on this table
+(rows it was trained on favour it, so the comparison errs towards keeping it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pandas.api import types as ptypes
+from sklearn.model_selection import StratifiedKFold, train_test_split
+
+from configs import Settings
+from training.baselines import LogisticChurnBaseline
+from training.leakage import Finding, check_leakage, separating_features
+from training.metrics import churn_metrics
+from training.models import ChurnModel
+from training.pipeline import gate_metric
+from training.registry import (
+    CHALLENGER,
+    CHAMPION,
+    GateDecision,
+    alias_version,
+    connect,
+    ensure_experiment,
+    gate_decision,
+    record_promotion,
+)
+from training.run import RunReport, _log_batch, _log_model, champion_metric
+
+FOLDS = 5
+# Share of the training rows that only validate (early stopping and calibration).
+INNER_VALIDATION = 0.2
+_TRUE = {"yes", "true", "1", "1.0", "y", "t"}
+_FALSE = {"no", "false", "0", "0.0", "n", "f"}
+_ID_LIKE_SHARE, _ID_LIKE_MIN = 0.5, 50  # a text column with more distinct values than this is an id
+
+
+@dataclass
+class StaticTable:
+    X: pd.DataFrame  # features, indexed by the id column, sorted by it
+    y: pd.Series | None  # 0/1 churn label, same index (None when prepared for scoring)
+    numeric_from_text: dict[str, int] = field(default_factory=dict)  # column -> blanks made NaN
+    dropped: dict[str, str] = field(default_factory=dict)  # column -> why
+    label_values: dict[str, int] = field(default_factory=dict)  # label as written -> 0/1
+    digest: str = ""  # sha256 of the table's contents as read
+    source: str = ""
+
+
+def _digest(frame: pd.DataFrame) -> str:
+    h = hashlib.sha256("\x1f".join(map(str, frame.columns)).encode())
+    h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
+    return h.hexdigest()
+
+
+def _binary_label(s: pd.Series, label: str) -> tuple[pd.Series, dict[str, int]]:
+    if s.isna().any():
+        raise ValueError(f"label column '{label}' has {int(s.isna().sum())} missing values")
+    if ptypes.is_bool_dtype(s.dtype):
+        text = s.map({True: "true", False: "false"})
+    elif ptypes.is_numeric_dtype(s.dtype):
+        text = s.map(lambda v: f"{float(v):g}")
+    else:
+        text = s.astype(str).str.strip().str.lower()
+    codes = text.map(lambda v: 1 if v in _TRUE else 0 if v in _FALSE else -1)
+    if (codes < 0).any() or codes.nunique() < 2:
+        seen = s[codes < 0].drop_duplicates().head(5).tolist() or s.drop_duplicates().tolist()
+        raise ValueError(
+            f"label column '{label}' must be binary with both classes (Yes/No, True/False or 1/0, "
+            f"any case); found values such as {seen}"
+        )
+    first = ~s.duplicated()
+    mapping = dict(zip(s[first].astype(str), codes[first].astype(int), strict=True))
+    return codes.astype(np.int64), dict(sorted(mapping.items()))
+
+
+def _feature(s: pd.Series, col: str, n: int) -> tuple[Any, int | None, str | None]:
+    """(converted column, blanks made NaN if it was numeric text, reason if dropped)."""
+    if ptypes.is_bool_dtype(s.dtype) or ptypes.is_numeric_dtype(s.dtype):
+        return s.astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan), None, None
+    if isinstance(s.dtype, pd.CategoricalDtype):
+        s = s.astype(object)
+    if not (ptypes.is_object_dtype(s.dtype) or ptypes.is_string_dtype(s.dtype)):
+        raise ValueError(
+            f"column '{col}' has dtype {s.dtype}; a static table's features must be numbers, "
+            "booleans or text (turn dates into numbers such as days since, or drop the column)"
+        )
+    text = s.astype("string").str.strip()
+    text = text.replace("", pd.NA)
+    present = text.dropna()
+    numbers = pd.to_numeric(present, errors="coerce")
+    if len(present) and numbers.notna().all():
+        blanks = int(s.notna().sum() - len(present))
+        values = pd.to_numeric(text, errors="coerce")
+        return values.to_numpy(dtype=np.float64, na_value=np.nan), blanks, None
+    distinct = present.nunique()
+    if distinct > max(_ID_LIKE_MIN, _ID_LIKE_SHARE * n):
+        return None, None, f"text with {distinct:,} distinct values in {n:,} rows (an id?)"
+    return pd.Categorical(text.astype(object).where(text.notna(), None)), None, None
+
+
+def prepare_table(frame: pd.DataFrame, id_column: str, label: str | None = None) -> StaticTable:
+    """Features (and the 0/1 label when `label` is given) from a one-row-per-customer frame.
+    The frame is not modified. Raises ValueError naming the column for a missing id or label
+    column, missing or repeated ids, or a label that is not binary."""
+    for role, col in (("id", id_column), ("label", label)):
+        if col is not None and col not in frame.columns:
+            raise ValueError(
+                f"{role} column '{col}' is not in the table; it has {list(frame.columns)}"
+            )
+    ids = frame[id_column].astype("string").str.strip()
+    if ids.isna().any() or (ids == "").any():
+        raise ValueError(
+            f"id column '{id_column}' has {int((ids.isna() | (ids == '')).sum())} missing ids"
+        )
+    if ids.duplicated().any():
+        repeated = ids[ids.duplicated()].drop_duplicates()
+        raise ValueError(
+            f"id column '{id_column}' has {len(repeated)} repeated ids (e.g. "
+            f"{repeated.head(5).tolist()}); a static table needs one row per customer"
+        )
+    order = np.argsort(ids.to_numpy(dtype=object), kind="stable")
+    rows = frame.iloc[order]
+    index = pd.Index(ids.iloc[order].to_numpy(dtype=object), name=id_column)
+    features, numeric_from_text, dropped = {}, {}, {}
+    for col in frame.columns:
+        if col in (id_column, label):
+            continue
+        values, blanks, reason = _feature(rows[col], str(col), len(frame))
+        if reason is not None:
+            dropped[str(col)] = reason
+            continue
+        features[col] = values
+        if blanks is not None:
+            numeric_from_text[str(col)] = blanks
+    if not features:
+        raise ValueError(f"the table has no feature columns besides '{id_column}' and '{label}'")
+    X = pd.DataFrame(features, index=index)
+    y, label_values = None, {}
+    if label is not None:
+        codes, label_values = _binary_label(rows[label], label)
+        y = pd.Series(codes.to_numpy(), index=index, name="churned")
+    return StaticTable(X, y, numeric_from_text, dropped, label_values)
+
+
+def load_table(path: str | Path, id_column: str, label: str) -> StaticTable:
+    """`prepare_table` on a CSV (optionally compressed) or Parquet file, with its content digest."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"cannot read table {path}: no such file")
+    suffixes = [s.lower() for s in path.suffixes]
+    try:
+        if suffixes and suffixes[-1] in (".parquet", ".pq"):
+            frame = pd.read_parquet(path)
+        elif ".csv" in suffixes or ".tsv" in suffixes:
+            sep = "\t" if ".tsv" in suffixes else ","
+            frame = pd.read_csv(path, sep=sep, dtype={id_column: str}, low_memory=False)
+        else:
+            raise ValueError("unsupported file type; expected .csv (maybe .gz), .tsv or .parquet")
+    except Exception as exc:
+        raise ValueError(f"cannot read table {path}: {exc}") from exc
+    table = prepare_table(frame, id_column, label)
+    table.digest, table.source = _digest(frame), str(path.resolve())
+    return table
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@dataclass
+class CrossValidation:
+    folds: int
+    model: dict[str, float]  # pooled out-of-fold churn_metrics
+    baselines: dict[str, dict[str, float]]  # the same for each baseline (logistic)
+    per_fold: pd.DataFrame  # one row per fold: n, roc_auc, ece, logistic_roc_auc, best_iteration
+    predictions: pd.DataFrame  # per customer: churned, fold, churn_probability, churn_logistic
+    allowed_leaks: list[Finding] = field(default_factory=list)
+
+    def metrics(self) -> dict[str, float]:
+        """Flat `churn.cv.*` metrics for MLflow: pooled, per-fold mean/std and per fold."""
+        out = {f"churn.cv.{k}": v for k, v in self.model.items()}
+        for name, m in self.baselines.items():
+            out.update({f"churn.cv.baseline.{name}.{k}": v for k, v in m.items()})
+        for col in ("roc_auc", "ece", "logistic_roc_auc"):
+            out[f"churn.cv.{col}_fold_mean"] = float(self.per_fold[col].mean())
+            out[f"churn.cv.{col}_fold_std"] = float(self.per_fold[col].std(ddof=1))
+        for fold, row in self.per_fold.iterrows():
+            out.update({f"churn.cv.fold_{fold}.{k}": float(v) for k, v in row.items()})
+        return {k: float(v) for k, v in out.items() if np.isfinite(float(v))}
+
+
+def _inner_split(y: pd.Series, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions to fit on and to validate on, stratified by the label (one row per customer,
+    so the parts are customer-disjoint)."""
+    pos = np.arange(len(y))
+    fit, valid = train_test_split(pos, test_size=INNER_VALIDATION, stratify=y, random_state=seed)
+    return np.sort(fit), np.sort(valid)
+
+
+def fit_model(X: pd.DataFrame, y: pd.Series, settings: Settings) -> ChurnModel:
+    """A `ChurnModel` on these rows, early-stopped and calibrated on a stratified inner part."""
+    t = settings.training
+    fit, valid = _inner_split(y, t.seed)
+    model = ChurnModel(
+        dict(t.churn_params),
+        num_boost_round=t.num_boost_round,
+        early_stopping_rounds=t.early_stopping_rounds,
+        seed=t.seed,
+    )
+    return model.fit(X.iloc[fit], y.iloc[fit], X.iloc[valid], y.iloc[valid])
+
+
+def guard_leakage(X: pd.DataFrame, y: pd.Series, settings: Settings) -> list[Finding]:
+    """Stop (LeakageError) on a column that alone separates the label, unless allowed."""
+    t = settings.training
+    findings = separating_features(X, y.to_numpy(), t.leakage_auc_threshold)
+    return check_leakage(findings, t.allow_leaky_features)
+
+
+def cross_validate(
+    X: pd.DataFrame,
+    y: pd.Series,
+    settings: Settings,
+    *,
+    folds: int = FOLDS,
+    progress: Callable[[str], None] = lambda _: None,
+) -> CrossValidation:
+    """Leakage guard, then stratified k-fold out-of-fold predictions of the model and the
+    logistic baseline. Pure computation, deterministic for a given seed."""
+    allowed = guard_leakage(X, y, settings)
+    if y.value_counts().min() < folds:
+        raise ValueError(f"each class needs at least {folds} rows for {folds}-fold CV")
+    splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=settings.training.seed)
+    fold_of = np.zeros(len(y), dtype=np.int64)
+    p_model, p_logistic = np.zeros(len(y)), np.zeros(len(y))
+    rows = []
+    for k, (train, test) in enumerate(splitter.split(X, y), start=1):
+        X_tr, y_tr, X_te, y_te = X.iloc[train], y.iloc[train], X.iloc[test], y.iloc[test]
+        model = fit_model(X_tr, y_tr, settings)
+        p_model[test] = model.predict_proba(X_te)
+        p_logistic[test] = LogisticChurnBaseline().fit(X_tr, y_tr).predict_proba(X_te)
+        fold_of[test] = k
+        m, b = churn_metrics(y_te, p_model[test]), churn_metrics(y_te, p_logistic[test])
+        rows.append(
+            {
+                "fold": k,
+                "n": len(test),
+                "roc_auc": m["roc_auc"],
+                "ece": m["ece"],
+                "logistic_roc_auc": b["roc_auc"],
+                "best_iteration": model.best_iteration,
+            }
+        )
+        progress(
+            f"fold {k}/{folds}: ROC AUC {m['roc_auc']:.4f} (logistic {b['roc_auc']:.4f}), "
+            f"{model.best_iteration} trees, calibration {model.calibrator.kind}"
+        )
+    predictions = pd.DataFrame(
+        {"churned": y, "fold": fold_of, "churn_probability": p_model, "churn_logistic": p_logistic},
+        index=X.index,
+    )
+    return CrossValidation(
+        folds=folds,
+        model=churn_metrics(y, p_model),
+        baselines={"logistic": churn_metrics(y, p_logistic)},
+        per_fold=pd.DataFrame(rows).set_index("fold"),
+        predictions=predictions,
+        allowed_leaks=allowed,
+    )
+
+
+# --------------------------------------------------------------------------- the MLflow edge
+
+
+def _champion(client, X: pd.DataFrame, y: pd.Series, metric: str, evaluation: str, ours: str):
+    """(version, value, note) of the current champion's gate metric comparable with this run's;
+    value None with a note when there is no champion or it cannot be compared automatically."""
+    import mlflow
+
+    version = alias_version(client, "churn", CHAMPION)
+    if version is None:
+        return None, None, ""
+    signature = mlflow.models.get_model_info(f"models:/churn@{CHAMPION}").signature
+    theirs = signature.inputs.input_names() if signature is not None else []
+    if set(theirs) != set(X.columns):
+        gone, new = sorted(set(theirs) - set(X.columns)), sorted(set(X.columns) - set(theirs))
+        return (
+            version,
+            None,
+            f"champion v{version} was trained on different feature columns (only it has "
+            f"{gone[:8]}, only this table has {new[:8]}): not compared automatically; promote by "
+            f"hand with `retain promote --model churn --version {ours} --reason ...` if intended",
+        )
+    run = client.get_run(client.get_model_version("churn", version).run_id)
+    if run.data.tags.get("retain.evaluation") == evaluation:
+        cv = {
+            k[len("churn.cv.") :]: v
+            for k, v in run.data.metrics.items()
+            if k.startswith("churn.cv.")
+        }
+        return version, gate_metric(cv, metric), "same cross-validation"
+    _, value, _ = champion_metric("churn", X, y, metric)
+    return version, value, "champion re-scored on this table, which may include its training rows"
+
+
+def train_static_table(
+    table: Path,
+    id_column: str,
+    label: str,
+    settings: Settings,
+    *,
+    tracking_uri: str | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> RunReport:
+    """Cross-validate, fit the final churn model on every row, log one MLflow run, register the
+    model as `churn` (alias challenger) and apply the gate. Returns a `training.run.RunReport`."""
+    import mlflow
+    import yaml
+
+    from training import plots
+
+    t = settings.training
+    progress(f"reading {table}")
+    data = load_table(table, id_column, label)
+    X, y = data.X, data.y
+    progress(
+        f"{len(X):,} customers, {X.shape[1]} features, churn share {y.mean():.3f}"
+        + "".join(f"; dropped {c}: {why}" for c, why in data.dropped.items())
+        + "".join(
+            f"; {c}: text as numbers ({n} blanks -> NaN)" for c, n in data.numeric_from_text.items()
+        )
+    )
+    cv = cross_validate(X, y, settings, progress=progress)
+    progress(
+        f"cross-validated ROC AUC {cv.model['roc_auc']:.4f}, ECE {cv.model['ece']:.4f} "
+        f"(logistic {cv.baselines['logistic']['roc_auc']:.4f}); fitting the final model"
+    )
+    final = fit_model(X, y, settings)
+    evaluation = f"{FOLDS}-fold stratified CV, seed {t.seed}, data {data.digest[:16]}"
+    lineage = {
+        "source": data.source,
+        "content_digest": data.digest,
+        "rows": len(X),
+        "id_column": id_column,
+        "label": label,
+        "label_values": data.label_values,
+        "label_share": float(y.mean()),
+        "numeric_from_text": data.numeric_from_text,
+        "dropped_columns": data.dropped,
+        "evaluation": evaluation,
+        "allowed_leaky_features": [f"{f.column}: {f.evidence}" for f in cv.allowed_leaks],
+    }
+    params: dict[str, Any] = {
+        "training_data": "static table",
+        "source": data.source,
+        "id_column": id_column,
+        "label": label,
+        "rows": len(X),
+        "n_features": X.shape[1],
+        "folds": FOLDS,
+        "inner_validation_share": INNER_VALIDATION,
+        "seed": t.seed,
+        "num_boost_round": t.num_boost_round,
+        "early_stopping_rounds": t.early_stopping_rounds,
+        "churn_calibrator": final.calibrator.kind,
+        "gate_churn": f"{t.gate_churn.metric}+{t.gate_churn.min_improvement}",
+        **{f"churn_lgb.{k}": v for k, v in final.params.items()},
+    }
+    metrics = {**cv.metrics(), "churn.best_iteration": float(final.best_iteration)}
+
+    progress(
+        f"final model: {final.best_iteration} trees, calibration {final.calibrator.kind}; "
+        "opening the MLflow store"
+    )
+    client = connect(tracking_uri)
+    experiment_id = ensure_experiment(client, f"{t.experiment}-static", tracking_uri)
+    with mlflow.start_run(
+        experiment_id=experiment_id, run_name=f"static-{Path(table).stem}"
+    ) as run:
+        run_id = run.info.run_id
+        progress(f"logging run {run_id} to {mlflow.get_tracking_uri()}")
+        _log_batch(client, run_id, metrics, params)
+        mlflow.set_tags(
+            {
+                "retain.source": data.source,
+                "retain.content_digest": data.digest,
+                "retain.evaluation": evaluation,
+            }
+        )
+        config = yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)
+        mlflow.log_text(config, "config/settings.yaml")
+        mlflow.log_dict(lineage, "lineage.json")
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="The specified dataset source")
+            mlflow.log_input(
+                mlflow.data.from_pandas(
+                    pd.concat([X.head(0), y.head(0)], axis=1),
+                    source=data.source,
+                    name=Path(table).name,
+                    digest=data.digest[:16],
+                ),
+                context="cross-validation",
+            )
+        pr = cv.predictions
+        scores = {
+            "model": pr["churn_probability"].to_numpy(),
+            "logistic": pr["churn_logistic"].to_numpy(),
+        }
+        importance = pd.Series(
+            final.booster.feature_importance("gain"), index=final.booster.feature_name()
+        ).sort_values(ascending=False)
+        for path, fig in {
+            "plots/churn_roc.png": plots.roc_figure(pr["churned"], scores),
+            "plots/churn_calibration.png": plots.calibration_figure(pr["churned"], scores),
+            "plots/churn_importance.png": plots.importance_figure(importance),
+        }.items():
+            mlflow.log_figure(fig, path)
+            fig.clf()
+        with tempfile.TemporaryDirectory() as tmp:
+            ref = Path(tmp) / "reference"
+            ref.mkdir()
+            # The monitoring reference: the features and their out-of-fold predictions.
+            X.to_parquet(ref / "features.parquet")
+            pr.to_parquet(ref / "predictions.parquet")
+            mlflow.log_artifacts(str(ref), "reference")
+            info = _log_model("churn", final, X, Path(tmp))
+
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias("churn", CHALLENGER, version)
+    gate = t.gate_churn
+    value = gate_metric(cv.model, gate.metric)
+    champ_version, champ_value, note = _champion(client, X, y, gate.metric, evaluation, version)
+    if champ_version is not None and champ_value is None:
+        decision = GateDecision(False, f"churn: {note}")
+    else:
+        baseline = {"logistic": gate_metric(cv.baselines["logistic"], gate.metric)}
+        decision = gate_decision("churn", gate, value, baseline, champ_value)
+        if champ_version is not None:
+            decision = GateDecision(decision.promote, f"{decision.reason} ({note})")
+    for key, tag in {
+        "evaluation_cutoff": f"{FOLDS}-fold CV",
+        "gate_metric": gate.metric,
+        "gate_value": f"{value:.4f}",
+        "gate_decision": "promoted" if decision.promote else "kept as challenger",
+        "gate_reason": decision.reason,
+        "compared_with_champion": str(champ_version or "none"),
+    }.items():
+        client.set_model_version_tag("churn", version, key, tag)
+    if decision.promote:
+        record_promotion(client, "churn", version, kind="gate", reason=decision.reason)
+    progress(("PROMOTED " if decision.promote else "not promoted: ") + decision.reason)
+    headline = {
+        "churn.cv.roc_auc": cv.model["roc_auc"],
+        "churn.cv.auc_fold_mean": float(cv.per_fold["roc_auc"].mean()),
+        "churn.cv.auc_fold_std": float(cv.per_fold["roc_auc"].std(ddof=1)),
+        "churn.cv.ece": cv.model["ece"],
+        "churn.cv.logistic_auc": cv.baselines["logistic"]["roc_auc"],
+    }
+    return RunReport(
+        run_id,
+        experiment_id,
+        {"churn": version},
+        {"churn": decision.reason},
+        {"churn": decision.promote},
+        headline,
+    )
