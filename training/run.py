@@ -26,9 +26,9 @@ from training.pipeline import Trained, fit_and_evaluate, gate_metric
 from training.registry import (
     CHALLENGER,
     CHAMPION,
+    GateDecision,
     connect,
     ensure_experiment,
-    GateDecision,
     gate_decision,
     record_promotion,
 )
