@@ -1,0 +1,141 @@
+"""Shared fixtures for the serving tests: a small synthetic world on disk with `champion` churn
+and CLV models trained on it in a temporary MLflow store.
+
+`trained_world` (session scoped) yields `TrainedWorld(data_dir, tracking_uri, settings)`, a named
+tuple, so `data_dir, uri, settings = trained_world` works. Treat it as read-only: copy
+`data_dir` before writing into it, and register nothing in its store.
+
+The models are fitted as `training.pipeline` fits them (same training frames, same split) and
+registered exactly as `training.run` registers them (`_log_model`: a pyfunc model under the
+names `churn` and `clv`), then promoted to `champion` by hand. Baselines, evaluation, plots and
+the gate are skipped: they cost most of a training run and `tests/integration/test_cli_score.py`
+goes through the real `retain train`. Cost: a few seconds plus creating the MLflow store (about
+6 s of schema migrations on a fresh SQLite file). Few trees (at most 30 rounds) and one
+LightGBM thread: OpenMP threads spin while they wait, so the default of all cores is many
+times slower on a busy machine for frames this small.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+import pytest
+
+from configs import Settings, settings_from_dict
+from features.build import build_features
+from features.synthetic import generate_world, write_world
+from features.validate import validate
+
+WORLD_CUSTOMERS = 2000
+WORLD_SEED = 1
+# The generated world runs 2024-01-01 .. 2026-01-01; scoring at its end scores "today".
+SCORE_AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
+FAST_TRAINING = {
+    "num_boost_round": 30,
+    "early_stopping_rounds": 5,
+    "churn_params": {"num_threads": 1},
+    "clv_params": {"num_threads": 1},
+}
+
+
+class TrainedWorld(NamedTuple):
+    data_dir: Path
+    tracking_uri: str
+    settings: Settings
+
+
+def train_world(root: Path) -> TrainedWorld:
+    """Write the world under `root/data` and register champions in `root/mlruns`."""
+    import mlflow
+
+    from training.frames import build_training_data
+    from training.models import ChurnModel, ClvModel
+    from training.pipeline import _split_fit_valid
+    from training.registry import connect, ensure_experiment, record_promotion
+    from training.run import _log_model
+
+    data_dir = root / "data"
+    write_world(generate_world(WORLD_CUSTOMERS, WORLD_SEED), data_dir)
+    settings = settings_from_dict({"training": FAST_TRAINING}, "tests/serving/conftest.py")
+    t = settings.training
+    tables = validate_tables(data_dir)
+    X_fit, y_fit, X_valid, y_valid, X_eval = _split_fit_valid(build_training_data(tables, settings))
+    boosting = {
+        "num_boost_round": t.num_boost_round,
+        "early_stopping_rounds": t.early_stopping_rounds,
+    }
+    models = {
+        "churn": ChurnModel(dict(t.churn_params), **boosting).fit(
+            X_fit, y_fit["churned"], X_valid, y_valid["churned"]
+        ),
+        "clv": ClvModel(dict(t.clv_params), **boosting).fit(
+            X_fit, y_fit["future_value"], X_valid, y_valid["future_value"]
+        ),
+    }
+    uri = f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
+    previous = mlflow.get_tracking_uri()
+    try:
+        client = connect(uri)
+        experiment = ensure_experiment(client, t.experiment, uri)
+        with mlflow.start_run(experiment_id=experiment, run_name="serving-test-fixture"):
+            for kind, model in models.items():
+                info = _log_model(kind, model, X_eval, root / "models")
+                record_promotion(
+                    client,
+                    kind,
+                    str(info.registered_model_version),
+                    kind="manual",
+                    reason="serving test fixture",
+                )
+    finally:
+        mlflow.set_tracking_uri(previous)
+    return TrainedWorld(data_dir, uri, settings)
+
+
+def validate_tables(data_dir: Path):
+    from features.sources import read_folder
+
+    result = validate(read_folder(data_dir))
+    for name, rows in result.quarantine.items():
+        assert rows.empty, f"the synthetic world broke the contract in {name}"
+    return result.tables
+
+
+@pytest.fixture(scope="session")
+def trained_world(tmp_path_factory) -> TrainedWorld:
+    """(data_dir, tracking_uri, settings): a world on disk and champions in an MLflow store."""
+    return train_world(tmp_path_factory.mktemp("serving_world"))
+
+
+@pytest.fixture(scope="session")
+def score_as_of() -> pd.Timestamp:
+    """The cutoff the serving tests score at: the end of the world's data."""
+    return SCORE_AS_OF
+
+
+@pytest.fixture(scope="session")
+def champions(trained_world):
+    """The champions of `trained_world`, loaded once (read-only)."""
+    import mlflow
+
+    from serving.scoring import load_champions
+
+    previous = mlflow.get_tracking_uri()
+    try:
+        return load_champions(trained_world.tracking_uri)
+    finally:
+        mlflow.set_tracking_uri(previous)
+
+
+@pytest.fixture(scope="session")
+def world_tables(trained_world):
+    """The world's validated tables (read-only)."""
+    return validate_tables(trained_world.data_dir)
+
+
+@pytest.fixture(scope="session")
+def world_features(world_tables, trained_world, score_as_of) -> pd.DataFrame:
+    """Features of the world's population at `score_as_of` (read-only; copy before changing)."""
+    return build_features(world_tables, score_as_of, trained_world.settings)
