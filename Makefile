@@ -41,13 +41,21 @@ demo: $(STAMP)
 	$(BIN)/retain features --data $(DEMO_DIR)/data --as-of $(DEMO_AS_OF) --out $(DEMO_DIR)/features.parquet
 	$(BIN)/retain train --data $(DEMO_DIR)/data
 	$(BIN)/retain models
+	$(BIN)/retain score --data $(DEMO_DIR)/data --as-of $(DEMO_AS_OF) --out $(DEMO_DIR)/at_risk.csv
+	$(BIN)/retain outreach run --data $(DEMO_DIR)/data --as-of $(DEMO_AS_OF)
+	$(BIN)/retain outreach status --data $(DEMO_DIR)/data
 	@echo
 	@echo "Demo done. Outputs:"
 	@echo "  $(DEMO_DIR)/data/                 synthetic contract tables (customers, events, feedback, churn)"
 	@echo "  $(DEMO_DIR)/data/quarantine/      rows that broke the contract, with a reason (none expected here)"
 	@echo "  $(DEMO_DIR)/features.parquet      one row of features per customer as of $(DEMO_AS_OF)"
 	@echo "  mlruns/mlflow.db                  MLflow runs and the model registry (churn, clv; aliases champion/challenger)"
+	@echo "  $(DEMO_DIR)/at_risk.csv            every customer ranked by value at risk, with reasons for the top 1,000"
+	@echo "  $(DEMO_DIR)/data/scores/           the scored snapshot the HTTP service reads"
+	@echo "  $(DEMO_DIR)/data/outreach/         the outbox (outbox.db) and the CSV file drop for the CX team"
 	@echo "Open the MLflow UI with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
+	@echo "Start the scoring service: $(BIN)/retain serve --data $(DEMO_DIR)/data   (prints an API key once, then a sample call)"
+	@echo "  curl -s -X POST http://localhost:3000/at_risk -H \"Authorization: Bearer \$$(cat ~/.config/retain/api_key)\" -H 'Content-Type: application/json' -d '{\"n\": 5}'"
 	@echo "Look at them with: $(BIN)/python -c \"import pandas as pd; print(pd.read_parquet('$(DEMO_DIR)/features.parquet').describe().T)\""
 
 bench: $(STAMP)

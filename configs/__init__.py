@@ -88,10 +88,10 @@ class TierSettings(_Strict):
     """`high` tier: churn probability >= risk_high and CLV >= value_high; `medium`: at least one of
     risk >= risk_medium or value at risk >= value_at_risk_medium; `low`: the rest."""
 
-    risk_high: float = Field(default=0.3, gt=0.0, le=1.0)
-    value_high: float = Field(default=100.0, ge=0.0)
-    risk_medium: float = Field(default=0.15, gt=0.0, le=1.0)
-    value_at_risk_medium: float = Field(default=10.0, ge=0.0)
+    risk_high: float = Field(default=0.15, gt=0.0, le=1.0)
+    value_high: float = Field(default=50.0, ge=0.0)
+    risk_medium: float = Field(default=0.10, gt=0.0, le=1.0)
+    value_at_risk_medium: float = Field(default=5.0, ge=0.0)
 
     @model_validator(mode="after")
     def _ordered(self) -> TierSettings:
@@ -114,8 +114,8 @@ class OutreachSettings(_Strict):
     """Who is handed to outreach, how often, and how their contact is delivered."""
 
     campaign: str = Field(default="retention", min_length=1)
-    min_churn_probability: float = Field(default=0.3, ge=0.0, le=1.0)
-    min_clv: float = Field(default=100.0, ge=0.0)
+    min_churn_probability: float = Field(default=0.15, ge=0.0, le=1.0)
+    min_clv: float = Field(default=50.0, ge=0.0)
     capacity_per_run: int = Field(default=500, ge=1)
     cooldown_days: int = Field(default=30, ge=0)
     # Customers in the selection but held out (never contacted) to measure the effect later.
@@ -141,6 +141,71 @@ class ServiceSettings(_Strict):
     at_risk_default_n: int = Field(default=100, ge=1)
 
 
+# Evidently stattests allowed per column type: distances only (drift when the distance is at or
+# above the threshold), so scores rank columns by how far they moved whatever the sample size.
+# The categorical test also serves numerical columns constant in the reference, so each one
+# must accept numerical columns too.
+NUMERICAL_STATTESTS = ("wasserstein", "jensenshannon", "psi", "hellinger", "kl_div", "ed")
+CATEGORICAL_STATTESTS = ("jensenshannon", "psi", "hellinger", "kl_div")
+
+
+class MonitoringSettings(_Strict):
+    """Thresholds and sizes of the monitoring reports and the retrain trigger; why the drift
+    defaults are what they are is in `monitoring.settings`."""
+
+    # Drift: both sides are sampled to at most this many rows (seeded, by a hash of customer_id).
+    sample_size: int = Field(default=50_000, ge=100)
+    seed: int = 0
+    # Share of tested feature columns that must drift before drift alone makes a retrain due.
+    drift_share_threshold: float = Field(default=0.25, gt=0.0, le=1.0)
+    # Per-column test: a column drifts when its distance is at or above stattest_threshold.
+    numerical_stattest: str = "wasserstein"
+    categorical_stattest: str = "jensenshannon"
+    stattest_threshold: float = Field(default=0.1, gt=0.0)
+    # Columns with fewer non-missing values than this on either side are skipped, not tested.
+    min_column_values: int = Field(default=300, ge=1)
+
+    # Matured performance: floors under which a retrain is due, and the least matured rows needed.
+    min_roc_auc: float = Field(default=0.65, ge=0.0, le=1.0)
+    min_gini: float = Field(default=0.3, ge=-1.0, le=1.0)
+    min_matured_rows: int = Field(default=200, ge=1)
+
+    # CX KPIs: survey and churn windows (days before as_of); the top CLV share called high impact.
+    kpi_windows_days: tuple[int, ...] = Field(default=(30, 90), min_length=1)
+    high_impact_share: float = Field(default=0.1, gt=0.0, lt=1.0)
+
+    # Outreach effect: matured outcomes needed in each of contact and control before an estimate,
+    # and the confidence level of its interval.
+    min_matured_per_group: int = Field(default=200, ge=1)
+    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
+
+    # MLflow experiment the monitoring runs and their reports are logged to (by the CLI).
+    experiment: str = Field(default="retain-monitoring", min_length=1)
+
+    @field_validator("kpi_windows_days")
+    @classmethod
+    def _positive_sorted_unique(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(w <= 0 for w in v):
+            raise ValueError(f"every window must be a positive number of days, got {list(v)}")
+        if len(set(v)) != len(v):
+            raise ValueError(f"windows must be distinct, got {list(v)}")
+        return tuple(sorted(v))
+
+    @field_validator("numerical_stattest")
+    @classmethod
+    def _numerical(cls, v: str) -> str:
+        if v not in NUMERICAL_STATTESTS:
+            raise ValueError(f"must be one of {list(NUMERICAL_STATTESTS)}, got {v!r}")
+        return v
+
+    @field_validator("categorical_stattest")
+    @classmethod
+    def _categorical(cls, v: str) -> str:
+        if v not in CATEGORICAL_STATTESTS:
+            raise ValueError(f"must be one of {list(CATEGORICAL_STATTESTS)}, got {v!r}")
+        return v
+
+
 class Settings(_Strict):
     horizon_days: int = Field(default=90, ge=1, le=3650)
     activity_event_types: tuple[str, ...] = Field(default=("purchase",), min_length=1)
@@ -149,6 +214,7 @@ class Settings(_Strict):
     scoring: ScoringSettings = ScoringSettings()
     outreach: OutreachSettings = OutreachSettings()
     service: ServiceSettings = ServiceSettings()
+    monitoring: MonitoringSettings = MonitoringSettings()
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -26,7 +26,9 @@ AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
 
 
 def settings(**outreach):
-    return settings_from_dict({"outreach": outreach})
+    # The hand-made frames below are built around these thresholds, not whatever the defaults are.
+    base = {"min_churn_probability": 0.3, "min_clv": 100.0}
+    return settings_from_dict({"outreach": {**base, **outreach}})
 
 
 def scored(n: int = 400, seed: int = 0) -> pd.DataFrame:
