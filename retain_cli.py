@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from features.cli import app as features_app
+from monitoring.cli import app as monitoring_app
 from serving.cli import app as serving_app
 from training.cli import app as training_app
 
@@ -18,6 +19,7 @@ app = typer.Typer(
 app.add_typer(features_app)
 app.add_typer(training_app)
 app.add_typer(serving_app)
+app.add_typer(monitoring_app)
 
 
 def main() -> None:

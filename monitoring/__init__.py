@@ -2,7 +2,7 @@
 effect, and the retrain trigger. Pure functions of DataFrames and an explicit `as_of`; the CLI
 reads the inputs (champion reference from MLflow, scores, outbox history) and writes the reports.
 
-- `settings.MonitoringSettings`: thresholds and sizes (to become `Settings.monitoring`).
+- `settings.MonitoringSettings`: thresholds and sizes (`Settings.monitoring`, defined in `configs`).
 - `drift.detect_drift`: Evidently stattests per feature column and for `churn_probability` and
   `clv`, on seeded samples; `DriftResult.save_html` writes Evidently's drift report.
 - `outcomes.matured_labels`: labels for past scores or outreach selections whose horizon has
@@ -13,6 +13,8 @@ reads the inputs (champion reference from MLflow, scores, outbox history) and wr
 - `effect.outreach_effect`: churn of contacted against control customers with a Newcombe
   interval, or "not enough data yet".
 - `report.build_summary` (retrain_due and its reasons) and `report.render_report` (HTML).
+- `cli`: `retain monitor` (reports, MLflow run, exit 3 when a retrain is due) and `retain retrain`
+  (train_and_register under a lock file).
 
 Nothing here reads the clock or imports Evidently at import time.
 """

@@ -1,7 +1,7 @@
 """`MonitoringSettings`: the thresholds and sizes of the monitoring reports and the retrain trigger.
 
-It lives here until it moves into `configs` (as `Settings.monitoring`, validated from the
-`monitoring:` block of `configs/default.yaml`); every monitoring function takes it as an explicit
+It is defined in `configs` (as `Settings.monitoring`, validated from the `monitoring:` block of
+`configs/default.yaml`) and re-exported here; every monitoring function takes it as an explicit
 argument and falls back to these defaults when given None.
 
 Why the drift defaults are what they are (measured on synthetic worlds, see
@@ -32,67 +32,6 @@ Why the drift defaults are what they are (measured on synthetic worlds, see
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from configs import CATEGORICAL_STATTESTS, NUMERICAL_STATTESTS, MonitoringSettings
 
-# Evidently stattests allowed per column type: distances only (drift when the distance is at or
-# above the threshold), so scores rank columns by how far they moved whatever the sample size.
-# The categorical test also serves numerical columns constant in the reference, so each one
-# must accept numerical columns too.
-NUMERICAL_STATTESTS = ("wasserstein", "jensenshannon", "psi", "hellinger", "kl_div", "ed")
-CATEGORICAL_STATTESTS = ("jensenshannon", "psi", "hellinger", "kl_div")
-
-
-class MonitoringSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    # Drift: both sides are sampled to at most this many rows (seeded, by a hash of customer_id).
-    sample_size: int = Field(default=50_000, ge=100)
-    seed: int = 0
-    # Share of tested feature columns that must drift before drift alone makes a retrain due.
-    drift_share_threshold: float = Field(default=0.25, gt=0.0, le=1.0)
-    # Per-column test: a column drifts when its distance is at or above stattest_threshold.
-    numerical_stattest: str = "wasserstein"
-    categorical_stattest: str = "jensenshannon"
-    stattest_threshold: float = Field(default=0.1, gt=0.0)
-    # Columns with fewer non-missing values than this on either side are skipped, not tested.
-    min_column_values: int = Field(default=300, ge=1)
-
-    # Matured performance: floors under which a retrain is due, and the least matured rows needed.
-    min_roc_auc: float = Field(default=0.65, ge=0.0, le=1.0)
-    min_gini: float = Field(default=0.3, ge=-1.0, le=1.0)
-    min_matured_rows: int = Field(default=200, ge=1)
-
-    # CX KPIs: survey and churn windows (days before as_of); the top CLV share called high impact.
-    kpi_windows_days: tuple[int, ...] = Field(default=(30, 90), min_length=1)
-    high_impact_share: float = Field(default=0.1, gt=0.0, lt=1.0)
-
-    # Outreach effect: matured outcomes needed in each of contact and control before an estimate,
-    # and the confidence level of its interval.
-    min_matured_per_group: int = Field(default=200, ge=1)
-    confidence: float = Field(default=0.95, gt=0.5, lt=1.0)
-
-    # MLflow experiment the monitoring runs and their reports are logged to (by the CLI).
-    experiment: str = Field(default="retain-monitoring", min_length=1)
-
-    @field_validator("kpi_windows_days")
-    @classmethod
-    def _positive_sorted_unique(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(w <= 0 for w in v):
-            raise ValueError(f"every window must be a positive number of days, got {list(v)}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"windows must be distinct, got {list(v)}")
-        return tuple(sorted(v))
-
-    @field_validator("numerical_stattest")
-    @classmethod
-    def _numerical(cls, v: str) -> str:
-        if v not in NUMERICAL_STATTESTS:
-            raise ValueError(f"must be one of {list(NUMERICAL_STATTESTS)}, got {v!r}")
-        return v
-
-    @field_validator("categorical_stattest")
-    @classmethod
-    def _categorical(cls, v: str) -> str:
-        if v not in CATEGORICAL_STATTESTS:
-            raise ValueError(f"must be one of {list(CATEGORICAL_STATTESTS)}, got {v!r}")
-        return v
+__all__ = ["CATEGORICAL_STATTESTS", "NUMERICAL_STATTESTS", "MonitoringSettings"]

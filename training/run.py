@@ -249,15 +249,15 @@ def train_and_register(
         )
         mlflow.log_text(config_text, "config/settings.yaml")
         mlflow.log_dict(lineage, "lineage.json")
-        eval_ds = mlflow.data.from_pandas(
-            pd.concat([trained.X_eval.head(0), data.evaluation.y.head(0)], axis=1),
-            source=source,
-            name=f"evaluation-{data.cutoffs.evaluation:%Y-%m-%d}",
-            digest=lineage["content_digest"][:16],
-        )
         with warnings.catch_warnings():
             # MLflow cannot tell which of its two local sources a path is; either is right here.
             warnings.filterwarnings("ignore", message="The specified dataset source")
+            eval_ds = mlflow.data.from_pandas(
+                pd.concat([trained.X_eval.head(0), data.evaluation.y.head(0)], axis=1),
+                source=source,
+                name=f"evaluation-{data.cutoffs.evaluation:%Y-%m-%d}",
+                digest=lineage["content_digest"][:16],
+            )
             mlflow.log_input(eval_ds, context="evaluation")
         for path, fig in _figures(trained).items():
             mlflow.log_figure(fig, path)

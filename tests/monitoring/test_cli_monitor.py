@@ -1,0 +1,177 @@
+"""`retain monitor` and `retain retrain` through the Typer app, on the serving tests' trained
+world (champions in a temporary MLflow store; see tests/serving/conftest.py) with the monitoring
+reference logged on the champion's run as `retain train` logs it, and one past snapshot old
+enough to have matured."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from monitoring.cli import LOCK_NAME
+from retain_cli import app
+
+AS_OF = "2026-01-01"
+PAST_AS_OF = pd.Timestamp("2025-09-01", tz="UTC")  # matured by AS_OF with the 90-day horizon
+REFERENCE_AS_OF = pd.Timestamp("2025-07-01", tz="UTC")
+PROMISED = {"churn.roc_auc": 0.8, "churn.brier": 0.1, "clv.gini_normalized": 0.6}
+
+
+def _serving_conftest():
+    path = Path(__file__).parents[1] / "serving" / "conftest.py"
+    spec = importlib.util.spec_from_file_location("_serving_world", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """(data_dir, uri, fast config file): a trained world whose champion run carries the
+    monitoring reference and promised metrics, and a saved snapshot of PAST_AS_OF."""
+    from features.build import build_features
+    from serving.batch import rank_features, save_snapshot
+    from serving.scoring import load_champions
+    from training.registry import connect
+
+    conftest = _serving_conftest()
+    root = tmp_path_factory.mktemp("monitor_world")
+    previous = mlflow.get_tracking_uri()
+    try:
+        data_dir, uri, settings = conftest.train_world(root)
+        tables = conftest.validate_tables(data_dir)
+        champions = load_champions(uri)
+        client = connect(uri)
+        run_id = client.get_model_version("churn", champions.churn_version).run_id
+        ref = root / "reference"
+        ref.mkdir()
+        X_ref = build_features(tables, REFERENCE_AS_OF, settings)
+        scored = rank_features(X_ref, champions, settings).set_index("customer_id")
+        X_ref.to_parquet(ref / "features.parquet")
+        scored[["churn_probability", "clv"]].to_parquet(ref / "predictions.parquet")
+        client.log_artifacts(run_id, str(ref), "reference")
+        for key, value in PROMISED.items():
+            client.log_metric(run_id, key, value)
+        X_past = build_features(tables, PAST_AS_OF, settings)
+        save_snapshot(data_dir, PAST_AS_OF, rank_features(X_past, champions, settings), X_past)
+    finally:
+        mlflow.set_tracking_uri(previous)
+    config = root / "fast.yaml"
+    config.write_text(yaml.safe_dump({"training": conftest.FAST_TRAINING}))
+    return data_dir, uri, config
+
+
+@pytest.fixture
+def env(world, tmp_path, monkeypatch):
+    """A copy of the world's data folder, with MLFLOW_TRACKING_URI pointing at its store."""
+    data_dir, uri, config = world
+    data = tmp_path / "data"
+    shutil.copytree(data_dir, data)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    previous = mlflow.get_tracking_uri()
+    yield data, uri, config
+    mlflow.set_tracking_uri(previous)
+
+
+def _champion_versions(uri: str) -> dict[str, str]:
+    from training.registry import CHAMPION, alias_version, connect
+
+    client = connect(uri)
+    return {name: alias_version(client, name, CHAMPION) for name in ("churn", "clv")}
+
+
+def test_monitor_writes_reports_logs_run_and_exits_by_verdict(env, tmp_path):
+    data, uri, _ = env
+    runner = CliRunner()
+    out = tmp_path / "reports"
+    result = runner.invoke(
+        app, ["monitor", "--data", str(data), "--as-of", AS_OF, "--out", str(out)]
+    )
+    assert result.exit_code in (0, 3), result.output
+    for name in ("drift.html", "report.html", "kpis.csv", "summary.json", "performance.html"):
+        assert (out / name).is_file(), (name, result.output)
+    summary = json.loads((out / "summary.json").read_text())
+    for key in ("drift_share", "drifted_columns", "retrain_due", "reasons", "matured_metrics"):
+        assert key in summary
+    assert result.exit_code == (3 if summary["retrain_due"] else 0)
+    assert summary["performance_status"] == "ok"
+    assert summary["promised_metrics"]["churn.roc_auc"] == pytest.approx(0.8)
+    assert str(out.resolve()) in result.output
+    # The current snapshot was scored and saved, next to the past one.
+    assert (data / "scores" / "LATEST").read_text().strip() == AS_OF
+    assert not pd.read_csv(out / "kpis.csv").empty
+
+    client = mlflow.MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("retain-monitoring")
+    runs = client.search_runs([exp.experiment_id], max_results=1, order_by=["start_time DESC"])
+    assert runs[0].data.tags["retrain_due"] == str(summary["retrain_due"]).lower()
+    assert "drift_share" in runs[0].data.metrics
+    artifacts = {a.path for a in client.list_artifacts(runs[0].info.run_id)}
+    assert {"drift.html", "report.html", "summary.json", "kpis.csv"} <= artifacts
+
+    # A tiny drift threshold makes drift alone a reason; the saved snapshot is reused.
+    strict = tmp_path / "strict.yaml"
+    strict.write_text("monitoring:\n  drift_share_threshold: 0.0001\n")
+    out2 = tmp_path / "reports2"
+    again = runner.invoke(
+        app,
+        [
+            "monitor",
+            "--data",
+            str(data),
+            "--as-of",
+            AS_OF,
+            "--out",
+            str(out2),
+            "--config",
+            str(strict),
+        ],
+    )
+    assert again.exit_code == 3, again.output
+    summary2 = json.loads((out2 / "summary.json").read_text())
+    assert summary2["retrain_due"] is True
+    assert any(r.startswith("feature drift") for r in summary2["reasons"]), summary2["reasons"]
+    assert "RETRAIN DUE" in again.output
+
+
+def test_retrain_refuses_while_a_live_lock_is_held(env):
+    data, uri, config = env
+    lock = data / LOCK_NAME
+    lock.write_text(f"{os.getpid()}\n")
+    result = CliRunner().invoke(app, ["retrain", "--data", str(data), "--config", str(config)])
+    assert result.exit_code == 4, result.output
+    assert "lock" in result.output
+    assert lock.read_text().strip() == str(os.getpid())  # not taken from its live owner
+
+
+def test_failed_retrain_keeps_the_champion_then_a_retrain_applies_the_gate(env):
+    data, uri, config = env
+    before = _champion_versions(uri)
+    (data / LOCK_NAME).write_text("999999999\n")  # a stale lock: no such process
+    result = CliRunner().invoke(
+        app, ["retrain", "--data", str(data), "--as-of", "2024-01-05", "--config", str(config)]
+    )
+    assert result.exit_code not in (0, 4), result.output
+    assert "retrain failed" in result.output
+    assert "keep serving" in result.output
+    assert "stale lock" in result.output
+    assert _champion_versions(uri) == before
+    assert not (data / LOCK_NAME).exists()
+
+    # On the whole history the retrain registers new versions and prints the gate's decision
+    # (runs last in this module: it adds versions to the module's store).
+    ok = CliRunner().invoke(app, ["retrain", "--data", str(data), "--config", str(config)])
+    assert ok.exit_code == 0, ok.output
+    assert re.search(r"churn v\d+: (champion|challenger) - churn: roc_auc", ok.output), ok.output
+    assert re.search(r"clv v\d+: (champion|challenger) - clv: gini_normalized", ok.output)
+    assert not (data / LOCK_NAME).exists()
