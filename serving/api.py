@@ -9,7 +9,7 @@ plain Python (pydantic, NumPy, pandas, an ASGI callable) and can be tested witho
   models' feature schemas, every error naming `records.<i>.<feature>` and the type expected, and
   turned into the float64 matrix the boosters predict on without building a DataFrame.
 - `score_matrix`: the scoring core's own functions (`churn_probability`, `clv_values`,
-  `assign_tier`, `explain`) on those matrices: the same numbers and reasons as
+  `value_columns`, `explain`) on those matrices: the same numbers and reasons as
   `serving.scoring.score_frame` on the same customers, at a fraction of the cost for one row.
 - `SnapshotStore`: the latest scored snapshot (`serving.batch`), reloaded when `scores/LATEST`
   changes; customer ids are looked up in it, with an error per unknown id, and `/at_risk` reads
@@ -48,14 +48,14 @@ from pydantic import (
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from configs import Settings
+from serving.columns import REASON_COLUMNS
 from serving.scoring import (
-    REASON_COLUMNS,
     Champions,
-    assign_tier,
     churn_probability,
     clv_values,
     explain,
     feature_matrix,
+    value_columns,
 )
 from training.models import FeatureSchema
 
@@ -394,16 +394,7 @@ def score_matrix(
     n = len(rows.churn)
     p = churn_probability(champions.churn, rows.churn)
     clv, low, high = clv_values(champions.clv, rows.clv)
-    var = p * clv
-    out: dict[str, np.ndarray] = {
-        "segment": rows.segments,
-        "churn_probability": p,
-        "clv": clv,
-        "clv_low": low,
-        "clv_high": high,
-        "value_at_risk": var,
-        "tier": assign_tier(p, clv, var, settings.scoring.tiers),
-    }
+    out = {"segment": rows.segments, **value_columns(p, clv, low, high, settings)}
     if reasons and n:
         text = reasons_text(rows, champions)
     else:

@@ -26,7 +26,8 @@ import pandas as pd
 
 from configs import Settings
 from features.contract import Tables, to_utc
-from serving.scoring import REASON_COLUMNS, SCORE_COLUMNS, Champions, reasons_for, score_frame
+from serving.columns import REASON_COLUMNS, SCORE_COLUMNS
+from serving.scoring import Champions, reasons_for, score_frame
 
 SNAPSHOT_FOLDER = "scores"
 LATEST = "LATEST"

@@ -62,6 +62,7 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from configs import OutreachSettings, Settings
+from serving.columns import REASON_COLUMNS, SCORE_COLUMNS
 
 WEBHOOK_URL_ENV = "RETAIN_OUTREACH_WEBHOOK_URL"
 
@@ -69,19 +70,8 @@ CONTACT, CONTROL = "contact", "control"
 PENDING, SENT, FAILED = "pending", "sent", "failed"  # contacts; control rows have status `control`
 STATUSES = (PENDING, SENT, FAILED, CONTROL)
 
-REASON_COLUMNS = ("reason_1", "reason_2", "reason_3")
 REQUIRED_COLUMNS = ("customer_id", "churn_probability", "clv", "value_at_risk")
-OPTIONAL_COLUMNS = (
-    "segment",
-    "clv_low",
-    "clv_high",
-    "tier",
-    "reason_1",
-    "reason_2",
-    "reason_3",
-    "churn_model_version",
-    "clv_model_version",
-)
+OPTIONAL_COLUMNS = tuple(c for c in SCORE_COLUMNS if c not in REQUIRED_COLUMNS)
 # Policy keys worth keeping with each run; URLs are left out (they may carry credentials).
 _POLICY_KEYS = (
     "campaign",

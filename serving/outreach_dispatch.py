@@ -38,6 +38,7 @@ import httpx
 import pandas as pd
 
 from configs import OutreachSettings
+from serving.columns import SCORE_COLUMNS
 from serving.outreach import PENDING, Outbox, OutreachError, slug
 
 Progress = Callable[[str], None]
@@ -47,20 +48,9 @@ FILE_COLUMNS = (
     "run_id",
     "campaign",
     "as_of",
-    "customer_id",
-    "segment",
+    *SCORE_COLUMNS[:2],  # customer_id, segment
     "rank",
-    "churn_probability",
-    "clv",
-    "clv_low",
-    "clv_high",
-    "value_at_risk",
-    "tier",
-    "reason_1",
-    "reason_2",
-    "reason_3",
-    "churn_model_version",
-    "clv_model_version",
+    *SCORE_COLUMNS[2:],
 )
 
 

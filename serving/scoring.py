@@ -26,25 +26,10 @@ import pandas as pd
 from pandas.api.types import is_bool_dtype, is_numeric_dtype
 
 from configs import Settings, TierSettings
+from serving.columns import REASON_COLUMNS
 from serving.reasons import describe
-from training.models import ChurnModel, ClvModel, FeatureSchema
+from training.models import ChurnModel, ClvModel, FeatureSchema, check_frame
 
-SCORE_COLUMNS: tuple[str, ...] = (
-    "customer_id",
-    "segment",
-    "churn_probability",
-    "clv",
-    "clv_low",
-    "clv_high",
-    "value_at_risk",
-    "tier",
-    "reason_1",
-    "reason_2",
-    "reason_3",
-    "churn_model_version",
-    "clv_model_version",
-)
-REASON_COLUMNS: tuple[str, ...] = ("reason_1", "reason_2", "reason_3")
 TIERS: tuple[str, ...] = ("high", "medium", "low")
 # A feature whose reason is better told by a sibling column (the class alone says less than the
 # score with its class: "last NPS 3 (detractor)").
@@ -130,14 +115,7 @@ def feature_matrix(X: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
     order (missing ones NaN, extra ones ignored), numbers as float64, categoricals as their code
     among the training levels (NaN when missing or unseen). The same values as
     `training.models.conform` followed by LightGBM's own DataFrame conversion, built once."""
-    if not isinstance(X, pd.DataFrame):
-        raise ValueError(f"expected a pandas DataFrame of features, got {type(X).__name__}")
-    present = [col for col in schema.columns if col in X.columns]
-    if schema.columns and not present:
-        raise ValueError(
-            f"the frame has none of the model's {len(schema.columns)} feature columns "
-            f"(e.g. {list(schema.columns[:5])}); it has {list(X.columns[:5])}"
-        )
+    check_frame(X, schema)
     out = np.empty((len(X), len(schema.columns)), dtype=np.float64)
     for j, col in enumerate(schema.columns):
         if col not in X.columns:
@@ -222,17 +200,11 @@ def score_frame(
     del M
     clv, low, high = clv_values(champions.clv, M_clv)
     del M_clv
-    var = p * clv
     n = len(X)
     out = pd.DataFrame(
         {
             "segment": _segment(X),
-            "churn_probability": p,
-            "clv": clv,
-            "clv_low": low,
-            "clv_high": high,
-            "value_at_risk": var,
-            "tier": assign_tier(p, clv, var, settings.scoring.tiers),
+            **value_columns(p, clv, low, high, settings),
             **{c: _blank(n) for c in REASON_COLUMNS},
             "churn_model_version": np.full(n, champions.churn_version, dtype=object),
             "clv_model_version": np.full(n, champions.clv_version, dtype=object),
@@ -242,6 +214,21 @@ def score_frame(
     if reasons and n:
         out[list(REASON_COLUMNS)] = reasons_for(X, champions).to_numpy()
     return out
+
+
+def value_columns(
+    p: np.ndarray, clv: np.ndarray, low: np.ndarray, high: np.ndarray, settings: Settings
+) -> dict[str, np.ndarray]:
+    """The score columns from churn probability to tier, from the two models' outputs."""
+    var = p * clv
+    return {
+        "churn_probability": p,
+        "clv": clv,
+        "clv_low": low,
+        "clv_high": high,
+        "value_at_risk": var,
+        "tier": assign_tier(p, clv, var, settings.scoring.tiers),
+    }
 
 
 def _segment(X: pd.DataFrame) -> np.ndarray:

@@ -72,20 +72,25 @@ def train(
         raise typer.BadParameter(
             "give --data DIR (contract tables) or --table FILE --id COL --label COL"
         )
+    report = train_data(data, settings, parse_cutoff(as_of) if as_of else None, progress)
+    _print_report(report)
+
+
+def train_data(data: str, settings, known_until, progress):
+    """Read and validate the contract tables at `data` (folder or SQL URL), then train and
+    register both models (`training.run.train_and_register`); its `RunReport`."""
     from features.cli import load_tables
     from training.run import train_and_register
 
-    cutoff = parse_cutoff(as_of) if as_of else None
     tables = load_tables(data, progress).tables
-    report = train_and_register(
+    return train_and_register(
         tables,
         settings,
         source=str(data),
         config_text=_effective_config(settings),
-        known_until=cutoff,
+        known_until=known_until,
         progress=progress,
     )
-    _print_report(report)
 
 
 def _print_report(report) -> None:

@@ -169,10 +169,8 @@ def align_categories(frames: Sequence[pd.DataFrame]) -> list[pd.DataFrame]:
     return out
 
 
-def conform(X: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
-    """`X` made to match a training schema: the schema's columns in its order (a missing column is
-    all NaN, an extra one is dropped), categoricals on exactly the training levels (an unseen
-    value becomes NaN, which LightGBM treats as missing), every other column float64."""
+def check_frame(X: pd.DataFrame, schema: FeatureSchema) -> None:
+    """A clear error unless `X` is a DataFrame with at least one of the schema's columns."""
     if not isinstance(X, pd.DataFrame):
         raise ValueError(f"expected a pandas DataFrame of features, got {type(X).__name__}")
     present = [col for col in schema.columns if col in X.columns]
@@ -181,6 +179,13 @@ def conform(X: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
             f"the frame has none of the model's {len(schema.columns)} feature columns "
             f"(e.g. {list(schema.columns[:5])}); it has {list(X.columns[:5])}"
         )
+
+
+def conform(X: pd.DataFrame, schema: FeatureSchema) -> pd.DataFrame:
+    """`X` made to match a training schema: the schema's columns in its order (a missing column is
+    all NaN, an extra one is dropped), categoricals on exactly the training levels (an unseen
+    value becomes NaN, which LightGBM treats as missing), every other column float64."""
+    check_frame(X, schema)
     out: dict[str, pd.Series | pd.Categorical | np.ndarray] = {}
     for col in schema.columns:
         levels = schema.categories.get(col)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from retain_cli import app
 from serving.batch import load_latest_snapshot
-from serving.scoring import SCORE_COLUMNS
+from serving.columns import SCORE_COLUMNS
 
 AS_OF = "2026-01-01"
 # Few trees and one LightGBM thread (see tests/serving/conftest.py): a quick but real training run.

@@ -20,9 +20,9 @@ from serving.batch import (
     score_population,
     write_scores,
 )
+from serving.columns import SCORE_COLUMNS
 from serving.reasons import describe
 from serving.scoring import (
-    SCORE_COLUMNS,
     Champions,
     NoChampionError,
     assign_tier,

@@ -34,7 +34,8 @@ from typer.testing import CliRunner
 
 from serving.batch import rank_features, save_snapshot
 from serving.cli import resolve_api_key
-from serving.scoring import REASON_COLUMNS, score_frame
+from serving.columns import REASON_COLUMNS
+from serving.scoring import score_frame
 
 KEYS = ("test-key-one", "test-key-two")
 MAX_ITEMS = 60
