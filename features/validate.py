@@ -74,6 +74,11 @@ def _distinct(s: pd.Series, normalise) -> pd.Series:
         uniques = pd.Series(found)
     cleaned = normalise(uniques).astype("string")
     cleaned = cleaned.mask(cleaned == "")
+    if isinstance(s.dtype, pd.CategoricalDtype) and not cleaned.isna().any():
+        if (cleaned.to_numpy(dtype=object) == uniques.to_numpy(dtype=object)).all():
+            # Already clean (the usual case for a Parquet export): building a new Categorical
+            # over a million ids would only check again that they are distinct.
+            return s
     # Distinct raw values can meet after normalising ("web" and "WEB "): factorise again.
     recode, categories = pd.factorize(cleaned, use_na_sentinel=True)
     new = np.where(codes >= 0, recode[np.maximum(codes, 0)], -1) if len(recode) else codes

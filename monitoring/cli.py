@@ -18,8 +18,9 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from multiprocessing import get_context
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -69,9 +70,10 @@ def champion_reference(client, version: str) -> tuple[pd.DataFrame, pd.DataFrame
     return features, predictions, metrics, run_id
 
 
-def current_snapshot(data: str, cutoff, tables, settings, champions, progress):
-    """(scores, features) of the snapshot for `cutoff`: the latest saved one when it is for
-    `cutoff`, else the population scored now and saved as the new snapshot."""
+def current_snapshot(data: str, cutoff, load, settings, champions, progress):
+    """(scores, features, tables) of the snapshot for `cutoff`: the latest saved one when it is
+    for `cutoff` (tables None: not loaded yet), else the population scored now from `load()`'s
+    tables and saved as the new snapshot."""
     from features.build import build_features
     from serving.batch import load_latest_snapshot, rank_features, save_snapshot
 
@@ -81,42 +83,79 @@ def current_snapshot(data: str, cutoff, tables, settings, champions, progress):
         as_of = None
     if as_of is not None and as_of == cutoff:
         progress(f"current scores: the saved snapshot of {as_of:%Y-%m-%d}")
-        return scores, features
+        return scores, features, None
     progress(f"no saved snapshot for {cutoff:%Y-%m-%d}: scoring the population now")
+    tables = load()
     features = build_features(tables, cutoff, settings)
     scores = rank_features(features, champions, settings, progress=progress)
     folder = save_snapshot(data, cutoff, scores, features)
     progress(f"scored snapshot -> {folder}")
-    return scores, features
+    return scores, features, tables
 
 
-def past_scores(data: str, cutoff) -> pd.DataFrame | None:
-    """Every saved snapshot under `<data>/scores/` made before `cutoff`, stacked with an `as_of`
-    column (only the columns monitoring needs); None when there is none."""
+def _snapshots_before(data: str, cutoff) -> list[tuple[pd.Timestamp, Path, int]]:
+    """(as_of, folder, rows) of every saved snapshot under `<data>/scores/` made before `cutoff`,
+    oldest first, from their metadata only."""
+    import pyarrow.parquet as pq
+
     from features.contract import to_utc
     from serving.batch import SNAPSHOT_FOLDER
 
-    root = Path(data) / SNAPSHOT_FOLDER
-    parts = []
-    for meta_path in sorted(root.glob("*/snapshot.json")):
+    found = []
+    for meta_path in sorted((Path(data) / SNAPSHOT_FOLDER).glob("*/snapshot.json")):
         try:
-            as_of = to_utc(json.loads(meta_path.read_text())["as_of"])
+            meta = json.loads(meta_path.read_text())
+            as_of = to_utc(meta["as_of"])
             if as_of >= cutoff:
                 continue
-            scores = pd.read_parquet(
-                meta_path.parent / "scores.parquet",
-                columns=["customer_id", "churn_probability", "clv"],
-            )
+            rows = meta.get("customers")
+            if not isinstance(rows, int):
+                rows = pq.read_metadata(meta_path.parent / "scores.parquet").num_rows
         except (OSError, ValueError, KeyError):
             continue  # a half-written or foreign folder is not a snapshot
+        found.append((as_of, meta_path.parent, rows))
+    return sorted(found, key=lambda item: item[0])
+
+
+def past_scores(
+    data: str, cutoff, horizon_days: int, kpi_windows_days: Iterable[int] = ()
+) -> tuple[pd.DataFrame | None, int]:
+    """The past scores monitoring needs, stacked with an `as_of` column (only the columns it
+    uses), or None when there are none; and how many scores made before `cutoff` have not
+    matured yet (counted from the snapshots' metadata, not read).
+
+    Only some snapshots are read, so a daily scoring history of a million customers per day
+    costs the same as a short one: the latest `MATURED_DATES` whose horizon has matured (matured
+    performance), and the latest at or before each KPI window's start (its impact groups)."""
+    snapshots = _snapshots_before(data, cutoff)
+    horizon = pd.Timedelta(days=horizon_days)
+    matured = [s for s in snapshots if s[0] + horizon <= cutoff]
+    wanted = {s[0] for s in matured[-MATURED_DATES:]}
+    for days in kpi_windows_days:
+        start = cutoff - pd.Timedelta(days=days)
+        before = [s[0] for s in snapshots if s[0] <= start]
+        if before:
+            wanted.add(before[-1])
+    pending = sum(rows for as_of, _, rows in snapshots if as_of + horizon > cutoff)
+    parts = []
+    for as_of, folder, _ in snapshots:
+        if as_of not in wanted:
+            continue
+        try:
+            scores = pd.read_parquet(
+                folder / "scores.parquet", columns=["customer_id", "churn_probability", "clv"]
+            )
+        except (OSError, ValueError, KeyError):
+            continue
         parts.append(scores.assign(as_of=as_of))
     if not parts:
-        return None
-    return pd.concat(parts, ignore_index=True)[["as_of", "customer_id", "churn_probability", "clv"]]
+        return None, pending
+    stacked = pd.concat(parts, ignore_index=True)
+    return stacked[["as_of", "customer_id", "churn_probability", "clv"]], pending
 
 
 def _for_performance(past: pd.DataFrame | None, cutoff, horizon_days: int) -> pd.DataFrame:
-    """Past scores of the latest `MATURED_DATES` matured dates (and the pending ones, counted)."""
+    """The past scores of the latest `MATURED_DATES` matured dates."""
     if past is None:
         return pd.DataFrame(
             {
@@ -128,7 +167,7 @@ def _for_performance(past: pd.DataFrame | None, cutoff, horizon_days: int) -> pd
         )
     matured = past["as_of"] + pd.Timedelta(days=horizon_days) <= cutoff
     keep = sorted(past.loc[matured, "as_of"].unique())[-MATURED_DATES:]
-    return past[past["as_of"].isin(keep) | ~matured].reset_index(drop=True)
+    return past[past["as_of"].isin(keep)].reset_index(drop=True)
 
 
 def _finite(v: Any) -> float | None:
@@ -160,7 +199,7 @@ def monitor(
 
     from features.cli import load_tables
     from features.sources import is_sql_url
-    from monitoring.drift import detect_drift
+    from monitoring.drift import detect_drift, write_html
     from monitoring.effect import outreach_effect
     from monitoring.kpis import cx_kpis
     from monitoring.outcomes import matured_labels
@@ -190,62 +229,86 @@ def monitor(
         client, champions.churn_version
     )
     progress(f"reference: {len(ref_features):,} rows from run {ref_run}")
-    tables = load_tables(data, progress).tables
-    scores, features = current_snapshot(data, cutoff, tables, settings, champions, progress)
+    scores, features, tables = current_snapshot(
+        data, cutoff, lambda: load_tables(data, progress).tables, settings, champions, progress
+    )
 
     progress(f"drift of {len(features):,} current rows against the reference")
     current_predictions = scores.set_index("customer_id")[["churn_probability", "clv"]]
     drift = detect_drift(ref_features, features, ref_predictions, current_predictions, m)
-
-    past = past_scores(data, cutoff)
-    progress(
-        "matured performance on "
-        + ("no past snapshots" if past is None else f"{past['as_of'].nunique()} past snapshots")
-    )
-    perf_scores = _for_performance(past, cutoff, horizon)
-    labels = matured_labels(
-        perf_scores, tables, cutoff, horizon, activity_event_types=events, last=MATURED_DATES
-    )
-    performance = matured_performance(perf_scores, labels, cutoff, horizon, promised, m)
-
-    progress("CX KPIs")
-    kpis = cx_kpis(tables, scores, cutoff, m, activity_event_types=events, past_scores=past)
-
-    effect = None
-    try:
-        history = read_outbox(outbox_url_for(settings, data))
-    except NoOutboxError:
-        progress("no outreach outbox yet: no outreach effect")
-    else:
-        progress(f"outreach effect from {len(history):,} outbox rows")
-        history = history[history["as_of"] < cutoff] if len(history) else history
-        out_labels = matured_labels(history, tables, cutoff, horizon, activity_event_types=events)
-        effect = outreach_effect(history, out_labels, cutoff, horizon, m)
-
-    summary = build_summary(cutoff, drift=drift, performance=performance, effect=effect, settings=m)
-    summary["champion_versions"] = {"churn": champions.churn_version, "clv": champions.clv_version}
-    summary["reference_run_id"] = ref_run
-
     out.mkdir(parents=True, exist_ok=True)
-    progress(f"writing reports to {out}")
-    written = [drift.save_html(out / "drift.html")]
-    if performance.status == OK:
-        perf_ref = ref_predictions
-        needed = {"churned", "churn_probability", "future_value", "clv"}
-        written.append(
-            performance.save_html(
-                out / "performance.html",
-                reference=perf_ref if needed <= set(perf_ref.columns) else None,
-                settings=m,
-            )
-        )
-    page = render_report(summary, kpis=kpis, effect=effect, performance=performance, drift=drift)
-    written.append(save_report(out / "report.html", page))
-    kpis.to_csv(out / "kpis.csv", index=False)
-    written.append(out / "kpis.csv")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    written.append(out / "summary.json")
+    # Evidently's drift report is the slowest step (about 40 s for 50,000 rows a side on two
+    # cores) and needs only the samples: a second process writes it while this one reads the
+    # tables (when the snapshot was saved) and measures the rest.
+    # (A Pool, not an executor: leaving the block on an error terminates the worker at once.)
+    with get_context("spawn").Pool(1) as pool:
+        drift_html = pool.apply_async(write_html, (drift, out / "drift.html"))
+        progress("Evidently drift report: being written by a second process")
+        if tables is None:
+            tables = load_tables(data, progress).tables
 
+        past, pending = past_scores(data, cutoff, horizon, m.kpi_windows_days)
+        perf_scores = _for_performance(past, cutoff, horizon)
+        progress(
+            f"matured performance on {perf_scores['as_of'].nunique()} matured past snapshots "
+            f"({pending:,} later scores not matured yet)"
+        )
+        labels = matured_labels(
+            perf_scores, tables, cutoff, horizon, activity_event_types=events, last=MATURED_DATES
+        )
+        performance = matured_performance(
+            perf_scores, labels, cutoff, horizon, promised, m, pending_elsewhere=pending
+        )
+
+        progress("CX KPIs")
+        kpis = cx_kpis(tables, scores, cutoff, m, activity_event_types=events, past_scores=past)
+
+        effect = None
+        try:
+            history = read_outbox(outbox_url_for(settings, data))
+        except NoOutboxError:
+            progress("no outreach outbox yet: no outreach effect")
+        else:
+            progress(f"outreach effect from {len(history):,} outbox rows")
+            history = history[history["as_of"] < cutoff] if len(history) else history
+            out_labels = matured_labels(
+                history, tables, cutoff, horizon, activity_event_types=events
+            )
+            effect = outreach_effect(history, out_labels, cutoff, horizon, m)
+
+        summary = build_summary(
+            cutoff, drift=drift, performance=performance, effect=effect, settings=m
+        )
+        summary["champion_versions"] = {
+            "churn": champions.churn_version,
+            "clv": champions.clv_version,
+        }
+        summary["reference_run_id"] = ref_run
+
+        progress(f"writing reports to {out}: performance (Evidently), KPIs and outreach effect")
+        written = []
+        if performance.status == OK:
+            perf_ref = ref_predictions
+            needed = {"churned", "churn_probability", "future_value", "clv"}
+            written.append(
+                performance.save_html(
+                    out / "performance.html",
+                    reference=perf_ref if needed <= set(perf_ref.columns) else None,
+                    settings=m,
+                )
+            )
+        page = render_report(
+            summary, kpis=kpis, effect=effect, performance=performance, drift=drift
+        )
+        written.append(save_report(out / "report.html", page))
+        kpis.to_csv(out / "kpis.csv", index=False)
+        written.append(out / "kpis.csv")
+        (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+        written.append(out / "summary.json")
+        progress("waiting for the Evidently drift report")
+        written.insert(0, drift_html.get())
+
+    progress(f"logging the run to the MLflow experiment {m.experiment}")
     experiment_id = ensure_experiment(client, m.experiment)
     with mlflow.start_run(
         experiment_id=experiment_id, run_name=f"monitor-{cutoff:%Y-%m-%d}"
@@ -377,10 +440,8 @@ def retrain(
 ) -> None:
     """Retrain both models on fresh features under a lock; the promotion gate decides whether
     the new versions replace the champions. A failed retrain leaves the champions serving."""
-    from features.cli import load_tables
-    from training.cli import _effective_config, _print_report
+    from training.cli import _print_report, train_data
     from training.registry import CHAMPION, MODEL_NAMES, alias_version, connect
-    from training.run import train_and_register
 
     settings = settings_from(config)
     cutoff = parse_cutoff(as_of) if as_of else None
@@ -393,15 +454,7 @@ def retrain(
         with retrain_lock(lock, warn=lambda msg: typer.echo(msg, err=True)):
             progress(f"holding the retrain lock {lock}; champions now: {serving}")
             try:
-                tables = load_tables(data, progress).tables
-                report = train_and_register(
-                    tables,
-                    settings,
-                    source=str(data),
-                    config_text=_effective_config(settings),
-                    known_until=cutoff,
-                    progress=progress,
-                )
+                report = train_data(data, settings, cutoff, progress)
             except Exception as exc:
                 typer.echo(f"error: retrain failed: {exc}", err=True)
                 typer.echo(

@@ -15,8 +15,8 @@ writes Evidently's own HTML.
 Why the numbers are computed here and not read back from the Evidently report: the preset draws
 two Plotly figures per column while it computes. With 1,000,000 customers on each side and 140
 features, `detect_drift` takes about 15 s on two shared cores (5 of them importing Evidently,
-1.5 hashing ids to sample 50,000 rows each), and the HTML report on those samples about 60 s
-more. The numbers use the very functions the report calls
+1.5 hashing ids to sample 50,000 rows each), and the HTML report on those samples about 40 s
+more (`retain monitor` writes it in a second process with `write_html` while it goes on). The numbers use the very functions the report calls
 (`evidently.legacy.calculations.stattests`), with the method and threshold fixed per column and
 passed to the report, so the two agree (checked in `tests/monitoring/test_drift.py`); the report
 is only built when its HTML is wanted.
@@ -117,6 +117,11 @@ class DriftResult:
         path = Path(path)
         self.evidently_snapshot().save_html(str(path))
         return path
+
+
+def write_html(result: DriftResult, path: str | Path) -> Path:
+    """`result.save_html(path)` as a plain function, to run in a worker process."""
+    return result.save_html(path)
 
 
 def _num(v: Any) -> float | None:

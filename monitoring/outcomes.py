@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import numpy as np
 import pandas as pd
 
 from features.contract import Tables, to_utc
@@ -57,8 +58,9 @@ def matured_labels(
     columns `as_of`, `customer_id`, `churned`, `future_value`. Dates that have not matured get no
     labels; the rows' customers are not filtered here (callers join on both keys).
 
-    Each date costs one pass of `build_labels` over the events: with daily scoring, `last=N`
-    labels only the N most recent matured dates (matured performance reports the latest)."""
+    Each date costs one pass of `build_labels` over the events of the rows' customers: with daily
+    scoring, `last=N` labels only the N most recent matured dates (matured performance reports
+    the latest)."""
     require_columns(rows, ("as_of", "customer_id"), "the scores or outreach history")
     if last is not None and last < 1:
         raise ValueError(f"last must be at least 1 or None, got {last}")
@@ -66,6 +68,11 @@ def matured_labels(
     dates = sorted(made_at[matured_mask(made_at, as_of, horizon_days)].unique())
     if last is not None:
         dates = dates[-last:]
+    customers = rows["customer_id"].astype(str).unique()
+    if dates and len(customers) < len(tables.customers) // 2:
+        # An outreach history names a few thousand customers per date, and a daily one has
+        # hundreds of matured dates: each pass then runs over their rows only.
+        tables = tables.only(customers)
     parts = []
     for date in dates:
         labels = build_labels(
@@ -104,17 +111,27 @@ def attach_outcomes(
     rows = rows.drop(columns=[c for c in ("churned", "future_value") if c in rows.columns])
     mature = matured_mask(rows["as_of"], as_of, horizon_days).to_numpy()
     pending = int((~mature).sum())
-    keep = [c for c in ("as_of", "customer_id", "churned", "future_value") if c in labels.columns]
-    lab = labels[keep].assign(
-        as_of=utc_column(labels["as_of"], "labels as_of"),
-        customer_id=labels["customer_id"].astype(str),
-    )
-    if lab.duplicated(["as_of", "customer_id"]).any():
-        raise ValueError("the labels have repeated (as_of, customer_id) rows; expected one each")
+    values = [c for c in ("churned", "future_value") if c in labels.columns]
+    lab_as_of = utc_column(labels["as_of"], "labels as_of")
     left = rows[mature].assign(customer_id=rows.loc[mature, "customer_id"].astype(str))
-    joined = left.merge(lab, on=["as_of", "customer_id"], how="left", validate="many_to_one")
-    labelled = joined["churned"].notna().to_numpy()
+    left = left.reset_index(drop=True)
+    # One id lookup per scoring date rather than a merge on (as_of, customer_id): a merge
+    # factorises both keys over millions of rows, a date at a time only the ids.
+    found = np.full(len(left), -1, dtype=np.int64)
+    for date in left["as_of"].unique():
+        on_date = np.flatnonzero((left["as_of"] == date).to_numpy())
+        candidates = np.flatnonzero((lab_as_of == date).to_numpy())
+        ids = pd.Index(labels["customer_id"].to_numpy()[candidates]).astype(str)
+        if not ids.is_unique:
+            raise ValueError(
+                "the labels have repeated (as_of, customer_id) rows; expected one each"
+            )
+        at = ids.get_indexer(left["customer_id"].to_numpy()[on_date])
+        found[on_date] = np.where(at >= 0, candidates[np.maximum(at, 0)], -1)
+    labelled = found >= 0
     unlabelled = int((~labelled).sum())
-    joined = joined[labelled].reset_index(drop=True)
+    joined = left[labelled].reset_index(drop=True)
+    for col in values:
+        joined[col] = labels[col].to_numpy()[found[labelled]]
     joined["churned"] = joined["churned"].astype(bool)
     return joined, pending, unlabelled

@@ -135,6 +135,8 @@ def matured_performance(
     horizon_days: int,
     promised: dict[str, float] | None = None,
     settings: MonitoringSettings | None = None,
+    *,
+    pending_elsewhere: int = 0,
 ) -> PerformanceResult:
     """Metrics of the matured scores against their labels.
 
@@ -142,14 +144,20 @@ def matured_performance(
     columns are kept on `rows`). `labels`: `as_of`, `customer_id`, `churned`, `future_value`, as
     `monitoring.outcomes.matured_labels` builds them. `promised`: the champion's training metrics
     keyed like `churn.roc_auc`, `clv.gini_normalized` (extra keys are ignored).
+    `pending_elsewhere`: scores not passed because their horizon has not matured (a caller that
+    counts them without reading them), added to `n_pending`.
     """
     settings = settings or MonitoringSettings()
     as_of = to_utc(as_of)
     promised = {k: float(v) for k, v in (promised or {}).items() if k in COMPARED}
     require_columns(scores, SCORE_COLUMNS, "the scores")
     joined, pending, unlabelled = attach_outcomes(scores, labels, as_of, horizon_days, "the scores")
+    if pending_elsewhere < 0:
+        raise ValueError(f"pending_elsewhere must not be negative, got {pending_elsewhere}")
+    pending += pending_elsewhere
     dates = sorted(joined["as_of"].unique())
     per_date = []
+    m: dict[str, float] = {}
     for date in dates:
         part = joined[joined["as_of"] == date]
         m = _metrics(part)
@@ -183,7 +191,7 @@ def matured_performance(
             by_score_date=by_date,
             rows=rows,
         )
-    metrics = _metrics(rows)
+    metrics = m  # the latest date's, computed last in the loop above
     return PerformanceResult(
         status=OK,
         message=f"{n:,} scores made on {latest:%Y-%m-%d} have matured",

@@ -77,3 +77,16 @@ def test_activity_types_are_configurable():
 def test_horizon_must_be_positive():
     with pytest.raises(ValueError, match="positive"):
         build_labels(world(False), AS_OF, 0)
+
+
+@pytest.mark.parametrize("with_churn", [False, True])
+def test_only_keeps_the_rows_and_labels_of_the_named_customers(with_churn):
+    tables = world(with_churn)
+    sub = tables.only(["b", "a", "unknown"])
+    assert sub.customers["customer_id"].tolist() == ["a", "b"]
+    for frame in (sub.events, sub.churn) if with_churn else (sub.events,):
+        assert list(frame["customer_id"].cat.categories) == ["a", "b"]
+        assert set(frame["customer_id"]) <= {"a", "b"}
+    assert len(sub.events) == 5  # a: 3 events, b: 2
+    full = build_labels(tables, AS_OF, 90)
+    pd.testing.assert_frame_equal(build_labels(sub, AS_OF, 90), full[full.index.isin(["a", "b"])])

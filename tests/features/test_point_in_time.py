@@ -152,3 +152,14 @@ def test_no_function_reads_the_clock():
                 if isinstance(node, ast.Constant) and node.value in ("now", "today"):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} uses {node.value!r}")
     assert not offenders, "code reads the clock:\n" + "\n".join(offenders)
+
+
+def test_features_of_a_customer_subset_equal_those_from_all_customers():
+    """`Tables.only` (used to label a few customers cheaply) changes nobody's features."""
+    tables = validate(generate_world(300, 3, days=730)).tables
+    as_of = pd.Timestamp("2025-06-01", tz="UTC")
+    full = build_features(tables, as_of, SETTINGS)
+    ids = full.index[::3]
+    sub = build_features(tables.only(ids), as_of, SETTINGS)
+    assert list(sub.index) == list(ids)
+    pd.testing.assert_frame_equal(sub, full.loc[ids], check_categorical=False)

@@ -144,6 +144,31 @@ def test_monitor_writes_reports_logs_run_and_exits_by_verdict(env, tmp_path):
     assert "RETRAIN DUE" in again.output
 
 
+def test_monitor_on_a_broken_table_names_it_and_exits_2(env, tmp_path):
+    """With a saved snapshot the drift report starts before the tables are read; a table that
+    breaks the contract still ends the run with the usual error, not a traceback or a hang."""
+    data, _, _ = env
+    events = pd.read_parquet(data / "events.parquet").drop(columns=["ts"])
+    events.to_parquet(data / "events.parquet", index=False)
+    result = CliRunner().invoke(
+        app,
+        [
+            "monitor",
+            "--data",
+            str(data),
+            "--as-of",
+            f"{PAST_AS_OF:%Y-%m-%d}",
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 2, result.output
+    assert "Evidently drift report: being written" in result.output  # the worker had started
+    assert re.search(
+        r"error: table 'events' is missing required column\(s\) \['ts'\]", result.output
+    )
+
+
 def test_retrain_refuses_while_a_live_lock_is_held(env):
     data, uri, config = env
     lock = data / LOCK_NAME

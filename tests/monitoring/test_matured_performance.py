@@ -126,3 +126,11 @@ def test_matured_labels_from_a_world(drifted_world):
     later = pd.Timestamp("2025-09-01", tz="UTC")
     more = pd.concat([scores, ref.assign(as_of=later)])
     assert set(matured_labels(more, tables, as_of, HORIZON, last=1)["as_of"]) == {later}
+
+
+def test_pending_counted_elsewhere_adds_to_the_pending_scores():
+    scores, labels = _frames("perfect")
+    r = matured_performance(scores, labels, AS_OF, HORIZON, pending_elsewhere=500)
+    assert r.n_pending == N + 500 and r.n == N
+    with pytest.raises(ValueError, match="pending_elsewhere"):
+        matured_performance(scores, labels, AS_OF, HORIZON, pending_elsewhere=-1)
