@@ -10,8 +10,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# The project root goes first: benchmarks/features.py, training.py and monitoring.py share their
+# names with the project's packages, and a script's own folder is first on the path.
+if str(ROOT) in sys.path:
+    sys.path.remove(str(ROOT))
+sys.path.insert(0, str(ROOT))
 
 
 def machine() -> str:
