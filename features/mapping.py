@@ -35,6 +35,7 @@ Shape of a mapping file (see `configs/mappings/online_retail.yaml`):
 from __future__ import annotations
 
 import difflib
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -73,6 +74,8 @@ _COMPRESSION_SUFFIXES = (".gz", ".bz2", ".zip", ".xz", ".zst")
 _PARQUET_SUFFIXES = (".parquet", ".pq")
 _EXCEL_SUFFIXES = (".xlsx", ".xlsm", ".xls")
 _ALL_SUFFIXES = _CSV_SUFFIXES + _PARQUET_SUFFIXES + _EXCEL_SUFFIXES
+# Which of several copies of one export to read: Parquet, then CSV, then Excel (the slowest).
+_READ_COST = {"parquet": 0, "csv": 1, "excel": 2}
 # Downloads often come with these next to the data; they are never the export.
 _DOC_STEMS = {"readme", "license", "licence", "notice", "changelog", "citation"}
 
@@ -303,6 +306,11 @@ def _single_file(folder: Path) -> Path:
     found = [p for p in entries if p.is_file() and _kind(p) and not _is_aside(p)]
     if len(found) == 1:
         return found[0]
+    stems = {re.sub(r"[^0-9a-z]", "", p.name.split(".", 1)[0].lower()) for p in found}
+    if len(stems) == 1:
+        # One export saved in several formats ("Online Retail.xlsx" next to
+        # "online_retail.csv"): the same rows, so the quickest to read is taken.
+        return min(found, key=lambda p: (_READ_COST[_kind(p)], p.name))
     if not found:
         raise ContractError(
             f"export folder {folder} holds no data file; expected exactly one "

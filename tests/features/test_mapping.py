@@ -350,6 +350,13 @@ def test_export_folder_must_hold_exactly_one_data_file(tmp_path, online_retail):
         read_export(tmp_path, online_retail)
 
 
+def test_one_export_in_several_formats_reads_the_quickest(tmp_path, online_retail):
+    write_export(tmp_path, "parquet")  # online_retail.parquet
+    # "Online Retail.xlsx" is the same export by name; a broken one proves it is not read.
+    (tmp_path / "Online Retail.xlsx").write_text("not a workbook", encoding="utf-8")
+    assert len(read_export(tmp_path, online_retail)) == len(LINES)
+
+
 def test_unreadable_export_names_the_path(tmp_path, online_retail):
     absent = tmp_path / "nowhere" / "retail.csv"
     with pytest.raises(ContractError, match=rf"cannot read export {absent}"):
