@@ -144,6 +144,63 @@ def test_monitor_writes_reports_logs_run_and_exits_by_verdict(env, tmp_path):
     assert "RETRAIN DUE" in again.output
 
 
+def test_monitor_measures_the_effect_of_a_past_outreach_run(env, tmp_path):
+    """An outreach run at PAST_AS_OF (matured by AS_OF) is read back from the outbox: contacted
+    against control churn, with an interval, in summary.json and the report."""
+    data, _, _ = env
+    config = tmp_path / "outreach.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "outreach": {
+                    "min_churn_probability": 0.0,
+                    "min_clv": 0.0,
+                    "capacity_per_run": 100000,
+                    "control_share": 0.5,
+                },
+                "monitoring": {"min_matured_per_group": 20},
+            }
+        )
+    )
+    runner = CliRunner()
+    sent = runner.invoke(
+        app,
+        [
+            "outreach",
+            "run",
+            "--data",
+            str(data),
+            "--as-of",
+            f"{PAST_AS_OF:%Y-%m-%d}",
+            "--config",
+            str(config),
+        ],
+    )
+    assert sent.exit_code == 0, sent.output
+    out = tmp_path / "reports"
+    result = runner.invoke(
+        app,
+        [
+            "monitor",
+            "--data",
+            str(data),
+            "--as-of",
+            AS_OF,
+            "--out",
+            str(out),
+            "--config",
+            str(config),
+        ],
+    )
+    assert result.exit_code in (0, 3), result.output
+    assert re.search(r"outreach effect from [\d,]+ outbox rows", result.output)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["outreach_status"] == "ok", summary.get("outreach_message")
+    low, high = summary["outreach_difference_low"], summary["outreach_difference_high"]
+    assert low <= summary["outreach_difference"] <= high
+    assert "Outreach effect" in (out / "report.html").read_text()
+
+
 def test_monitor_on_a_broken_table_names_it_and_exits_2(env, tmp_path):
     """With a saved snapshot the drift report starts before the tables are read; a table that
     breaks the contract still ends the run with the usual error, not a traceback or a hang."""
