@@ -22,6 +22,20 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {mem_gib:.1f} GiB RAM, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
 
 
+def machine_info() -> dict[str, object]:
+    """The machine as a JSON-friendly dict, with the load when the benchmark started."""
+    import psutil
+
+    return {
+        "cores_logical": psutil.cpu_count(logical=True),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "load_average_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def peak_rss_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
@@ -34,23 +33,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import machine_info  # noqa: E402
 
 DATA_ROOT = ROOT.parent / "shared" / "data"
 RETAIL_CUTOFF, RETAIL_HORIZON_DAYS = "2011-09-10", 90
 TELCO_ID, TELCO_LABEL = "customerID", "Churn"
 TELCO_MIN_AUC, TELCO_MAX_ECE = 0.85, 0.02
-
-
-def machine() -> dict[str, Any]:
-    import psutil
-
-    return {
-        "cores_logical": psutil.cpu_count(logical=True),
-        "cores_physical": psutil.cpu_count(logical=False),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-    }
 
 
 def _progress(prefix: str):
@@ -183,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from configs import load_settings
 
     settings = load_settings(args.config)
-    results: dict[str, Any] = {"machine": machine(), "data_root": str(args.data_root)}
+    results: dict[str, Any] = {"machine": machine_info(), "data_root": str(args.data_root)}
     m = results["machine"]
     print(
         f"machine: {m['cores_logical']} cores ({m['cores_physical']} physical), "

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -48,21 +47,12 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from common import machine_info  # noqa: E402
+
 CACHE = ROOT / "benchmarks" / ".cache"
 AS_OF = "2026-01-01"  # the end of a generated world's two years
-
-
-def machine() -> dict[str, object]:
-    import psutil
-
-    return {
-        "cores_logical": psutil.cpu_count(logical=True),
-        "cores_physical": psutil.cpu_count(logical=False),
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "cpu": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "load_average_1m": round(os.getloadavg()[0], 2),
-    }
 
 
 def champions_and_features(customers: int, seed: int):
@@ -591,10 +581,13 @@ def main() -> None:
 
     import lightgbm
 
-    info = machine() | {"lightgbm": lightgbm.__version__, "omp_threads": args.threads or "default"}
+    info = machine_info() | {
+        "lightgbm": lightgbm.__version__,
+        "omp_threads": args.threads or "default",
+    }
     print(
         f"machine: {info['cores_logical']} cores ({info['cores_physical']} physical), "
-        f"{info['memory_gib']} GiB RAM, {info['cpu']}, Python {info['python']}, "
+        f"{info['memory_gib']} GiB RAM, {info['processor']}, Python {info['python']}, "
         f"LightGBM {info['lightgbm']} ({info['omp_threads']} threads), load average "
         f"{info['load_average_1m']}",
         flush=True,

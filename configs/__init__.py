@@ -29,6 +29,15 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _windows(v: tuple[int, ...]) -> tuple[int, ...]:
+    """Windows in days: positive, distinct, sorted."""
+    if any(w <= 0 for w in v):
+        raise ValueError(f"every window must be a positive number of days, got {list(v)}")
+    if len(set(v)) != len(v):
+        raise ValueError(f"windows must be distinct, got {list(v)}")
+    return tuple(sorted(v))
+
+
 class FeatureSettings(_Strict):
     windows_days: tuple[int, ...] = Field(default=(7, 30, 90, 365), min_length=1)
     negative_sentiment_threshold: float = Field(default=-0.05, ge=-1.0, le=1.0)
@@ -36,11 +45,7 @@ class FeatureSettings(_Strict):
     @field_validator("windows_days")
     @classmethod
     def _positive_sorted_unique(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(w <= 0 for w in v):
-            raise ValueError(f"every window must be a positive number of days, got {list(v)}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"windows must be distinct, got {list(v)}")
-        return tuple(sorted(v))
+        return _windows(v)
 
 
 class GateSettings(_Strict):
@@ -185,11 +190,7 @@ class MonitoringSettings(_Strict):
     @field_validator("kpi_windows_days")
     @classmethod
     def _positive_sorted_unique(cls, v: tuple[int, ...]) -> tuple[int, ...]:
-        if any(w <= 0 for w in v):
-            raise ValueError(f"every window must be a positive number of days, got {list(v)}")
-        if len(set(v)) != len(v):
-            raise ValueError(f"windows must be distinct, got {list(v)}")
-        return tuple(sorted(v))
+        return _windows(v)
 
     @field_validator("numerical_stattest")
     @classmethod

@@ -170,31 +170,18 @@ def matured_performance(
     n = len(rows)
     if n < settings.min_matured_rows:
         where = f"on {latest:%Y-%m-%d}" if latest is not None else "on any scoring date"
+        status, metrics, calibration = NOT_ENOUGH, {}, calibration_table([], [])
         message = (
             f"{NOT_ENOUGH}: {n} matured, labelled scores {where} ({pending} still inside their "
             f"{horizon_days}-day horizon); at least {settings.min_matured_rows} are needed"
         )
-        return PerformanceResult(
-            status=NOT_ENOUGH,
-            message=message,
-            as_of=as_of,
-            horizon_days=horizon_days,
-            score_as_of=latest,
-            n=n,
-            n_matured=len(joined),
-            n_pending=pending,
-            n_unlabelled=unlabelled,
-            metrics={},
-            promised=promised,
-            comparison=_comparison({}, promised),
-            calibration=calibration_table([], []),
-            by_score_date=by_date,
-            rows=rows,
-        )
-    metrics = m  # the latest date's, computed last in the loop above
+    else:
+        status, metrics = OK, m  # the latest date's, computed last in the loop above
+        calibration = calibration_table(rows["churned"].to_numpy(float), rows["churn_probability"])
+        message = f"{n:,} scores made on {latest:%Y-%m-%d} have matured"
     return PerformanceResult(
-        status=OK,
-        message=f"{n:,} scores made on {latest:%Y-%m-%d} have matured",
+        status=status,
+        message=message,
         as_of=as_of,
         horizon_days=horizon_days,
         score_as_of=latest,
@@ -205,7 +192,7 @@ def matured_performance(
         metrics=metrics,
         promised=promised,
         comparison=_comparison(metrics, promised),
-        calibration=calibration_table(rows["churned"].to_numpy(float), rows["churn_probability"]),
+        calibration=calibration,
         by_score_date=by_date,
         rows=rows,
     )
