@@ -69,6 +69,7 @@ def ensure_champion(customers: int, seed: int) -> str:
     from configs import load_settings
     from features.sources import read_folder
     from features.validate import validate
+    from model.registry import Registry
     from training.run import train_and_register
 
     shutil.rmtree(home / "mlruns", ignore_errors=True)
@@ -82,7 +83,7 @@ def ensure_champion(customers: int, seed: int) -> str:
         load_settings(),
         source=str(folder),
         config_text=(ROOT / "configs" / "default.yaml").read_text(),
-        tracking_uri=uri,
+        registry=Registry(uri),
         progress=_log,
     )
     if not all(report.promoted.values()):
@@ -111,14 +112,18 @@ def ensure_history(home: Path, world: Path, uri: str, start: str, every: int) ->
     os.environ["MLFLOW_TRACKING_URI"] = uri
     from configs import load_settings
     from features.build import build_features
+    from features.contract import to_utc
     from features.sources import read_folder
     from features.validate import validate
-    from serving.batch import rank_features, save_snapshot
-    from serving.outreach import run_outreach
-    from serving.scoring import load_champions
+    from model.registry import Registry
+    from serving.core.champions import load_champions
+    from serving.core.ranking import ScoredList, rank_features
+    from serving.outreach.run import run_outreach
+    from serving.score_store import ScoreStore
 
     settings = load_settings()
-    champions = load_champions(uri)
+    champions = load_champions(Registry(uri))
+    store = ScoreStore(data)
     tables = validate(read_folder(data)).tables
     dates = list(pd.date_range(start, AS_OF, freq=f"{every}D", tz="UTC", inclusive="left"))
     dates.append(pd.Timestamp(AS_OF, tz="UTC"))
@@ -126,7 +131,7 @@ def ensure_history(home: Path, world: Path, uri: str, start: str, every: int) ->
         t0 = time.perf_counter()
         features = build_features(tables, as_of, settings)
         scores = rank_features(features, champions, settings)
-        save_snapshot(data, as_of, scores, features)
+        store.save(ScoredList(to_utc(as_of), scores, features))
         report = run_outreach(scores, as_of, settings, data_dir=data, webhook_url="")
         _log(
             f"history {i}/{len(dates)}: {as_of:%Y-%m-%d} scored {len(scores):,}, outreach "
@@ -140,14 +145,14 @@ def read_floor(data: Path) -> dict[str, float]:
     """Seconds to read the contract tables and the current snapshot with pandas."""
     import pandas as pd
 
-    from serving.batch import LATEST, SNAPSHOT_FOLDER
+    from serving.score_store import FOLDER, LATEST
 
     out = {}
     t0 = time.perf_counter()
     for name in TABLES:
         pd.read_parquet(data / f"{name}.parquet")
     out["tables_s"] = time.perf_counter() - t0
-    snapshot = data / SNAPSHOT_FOLDER / (data / SNAPSHOT_FOLDER / LATEST).read_text().strip()
+    snapshot = data / FOLDER / (data / FOLDER / LATEST).read_text().strip()
     t1 = time.perf_counter()
     pd.read_parquet(snapshot / "scores.parquet")
     pd.read_parquet(snapshot / "features.parquet")

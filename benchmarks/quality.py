@@ -115,7 +115,7 @@ def online_retail(folder: Path, settings) -> dict[str, Any]:
 
 
 def telco(folder: Path, settings) -> dict[str, Any]:
-    from training.static import FOLDS, cross_validate, load_table
+    from training.tabular import FOLDS, cross_validate, load_table
 
     files = sorted(folder.glob("*.csv"))
     if len(files) != 1:

@@ -1,7 +1,7 @@
 """Scoring benchmark: rank 1M customers with both champion models.
 
-Section `batch` times what `retain score` does after the features are built: `serving.batch.
-rank_features` (one feature matrix per batch of `scoring.batch_size`, churn probability, CLV
+Section `batch` times what `retain score` does after the features are built: `serving.core.
+ranking.rank_features` (one feature matrix per batch of `scoring.batch_size`, churn probability, CLV
 with its interval, value at risk, tier, ranking, reasons for the top `scoring.reasons_top_n`)
 against the floor of any implementation: raw `lightgbm.Booster.predict` of every booster the
 two models hold (churn, the CLV point model(s), the two CLV quantile models) on the same
@@ -14,7 +14,7 @@ the default settings (early stopping picks the number of trees), and the populat
 at the end of the data (~12.7k customers x 140 columns) are tiled up to `--rows` with fresh
 customer ids, every numeric value multiplied by a random factor exp(N(0, 0.1)) so rows differ
 and take different paths through the trees. World and models are cached in
-benchmarks/.cache/ (ignored by git); the models are plain files (`training.persist`).
+benchmarks/.cache/ (ignored by git); the models are plain files (`model.artifact`).
 
     .venv/bin/python benchmarks/scoring.py [--rows 1000000] [--section batch] [--json out.json]
 
@@ -62,10 +62,11 @@ def champions_and_features(customers: int, seed: int):
     from features.sources import read_folder
     from features.synthetic import generate_world, write_world
     from features.validate import validate
-    from serving.scoring import Champions
+    from model.artifact import load_model, save_model
+    from serving.core.champions import Champions
+    from training.churn import ChurnTrainer
+    from training.clv import ClvTrainer
     from training.frames import build_training_data
-    from training.models import ChurnModel, ClvModel
-    from training.persist import load_model, save_model
     from training.pipeline import _split_fit_valid
 
     settings = load_settings()
@@ -84,10 +85,10 @@ def champions_and_features(customers: int, seed: int):
             "early_stopping_rounds": t.early_stopping_rounds,
             "seed": t.seed,
         }
-        churn = ChurnModel(dict(t.churn_params), **common).fit(
+        churn = ChurnTrainer(dict(t.churn_params), **common).fit(
             X_fit, y_fit["churned"], X_valid, y_valid["churned"]
         )
-        clv = ClvModel(dict(t.clv_params), **common).fit(
+        clv = ClvTrainer(dict(t.clv_params), **common).fit(
             X_fit, y_fit["future_value"], X_valid, y_valid["future_value"]
         )
         save_model(churn, models / "churn")
@@ -127,8 +128,9 @@ def raw_predict(champions, M: np.ndarray) -> float:
 
 
 def batch_section(args: argparse.Namespace) -> dict[str, object]:
-    from serving.batch import rank_features
-    from serving.scoring import feature_matrix, reasons_for
+    from model.schema import feature_matrix
+    from serving.core.explain import reasons_for
+    from serving.core.ranking import rank_features
 
     champions, base, settings = champions_and_features(args.customers, args.seed)
     trees = {"churn": champions.churn.booster.num_trees()} | {
@@ -215,24 +217,29 @@ def service_world(customers: int, seed: int):
     scored snapshot of the world at AS_OF: what `retain serve` needs. Cached next to the world."""
     import mlflow
 
-    from serving.batch import rank_features, save_snapshot
-    from training.registry import connect, ensure_experiment, record_promotion
-    from training.run import _log_model
+    from features.contract import to_utc
+    from model.registry import Registry
+    from serving.core.ranking import ScoredList, rank_features
+    from serving.score_store import ScoreStore
+    from training.tracking import log_model
 
     champions, base, settings = champions_and_features(customers, seed)
     folder = CACHE / f"service_{customers}_{seed}"
     uri = f"sqlite:///{(folder / 'mlruns' / 'mlflow.db').resolve()}"
     if not (folder / "ready").exists():
         print("registering the champions in a benchmark MLflow store ...", flush=True)
-        client = connect(uri)
-        experiment = ensure_experiment(client, "retain-benchmark", uri)
-        with mlflow.start_run(experiment_id=experiment, run_name="service-benchmark"):
+        registry = Registry(uri)
+        experiment = registry.ensure_experiment("retain-benchmark")
+        with (
+            registry.active(),
+            mlflow.start_run(experiment_id=experiment, run_name="service-benchmark"),
+        ):
             for kind, model in (("churn", champions.churn), ("clv", champions.clv)):
-                info = _log_model(kind, model, base.head(200), folder / "models")
+                info = log_model(kind, model, base.head(200), folder / "models")
                 version = str(info.registered_model_version)
-                record_promotion(client, kind, version, kind="manual", reason="benchmark")
+                registry.record_promotion(kind, version, kind="manual", reason="benchmark")
         ranked = rank_features(base, champions, settings)
-        save_snapshot(folder / "data", AS_OF, ranked, base)
+        ScoreStore(folder / "data").save(ScoredList(to_utc(AS_OF), ranked, base))
         (folder / "ready").write_text("ok\n")
     return folder, uri, base
 
@@ -373,11 +380,14 @@ def serve_bare(port: int, uri: str) -> None:
     from fastapi import FastAPI, Response
 
     from configs import load_settings
-    from serving.api import ScoreRequest, ServiceCore, SnapshotStore
-    from serving.scoring import load_champions
+    from model.registry import Registry
+    from serving.core.champions import load_champions
+    from serving.http.core import ServiceCore
+    from serving.http.loaded import LatestList
+    from serving.http.payloads import ScoreRequest
 
-    champions = load_champions(uri)
-    core = ServiceCore(champions, load_settings(), SnapshotStore(None, champions, None))
+    champions = load_champions(Registry(uri))
+    core = ServiceCore(champions, load_settings(), LatestList(None, champions))
     app = FastAPI()
 
     @app.get("/healthz")

@@ -40,7 +40,9 @@ def main() -> None:
     from configs import load_settings
     from features.sources import read_folder
     from features.validate import validate
-    from training.models import DEFAULT_PARAMS, FeatureSchema, conform
+    from model.registry import Registry
+    from model.schema import FeatureSchema, feature_matrix
+    from training.boosting import DEFAULT_PARAMS
     from training.pipeline import _split_fit_valid
     from training.run import train_and_register
 
@@ -64,7 +66,7 @@ def main() -> None:
             settings,
             source=str(folder),
             config_text="",
-            tracking_uri=uri,
+            registry=Registry(uri),
             progress=progress,
         )
         train_s = time.perf_counter() - t1
@@ -86,12 +88,18 @@ def main() -> None:
 
     data = build_training_data(tables, settings)
     X_fit, y_fit, *_ = _split_fit_valid(data)
-    X = conform(X_fit, FeatureSchema.from_frame(X_fit))
+    schema = FeatureSchema.from_frame(X_fit)
+    X = feature_matrix(X_fit, schema)
     params = {**DEFAULT_PARAMS, "objective": "binary"}
     t2 = time.perf_counter()
     lgb.train(
         params,
-        lgb.Dataset(X, label=y_fit["churned"].to_numpy(np.float64)),
+        lgb.Dataset(
+            X,
+            label=y_fit["churned"].to_numpy(np.float64),
+            feature_name=list(schema.columns),
+            categorical_feature=schema.categorical,
+        ),
         num_boost_round=captured["best_iteration"],
     )
     ref_s = time.perf_counter() - t2

@@ -8,30 +8,18 @@ from typing import Annotated
 
 import typer
 
-from configs.cli import ConfigOption, Progress, handle_errors, parse_cutoff, settings_from
+from edge import (
+    ConfigOption,
+    DataOption,
+    Progress,
+    handle_errors,
+    parse_cutoff,
+    read_tables,
+    settings_from,
+)
 from features.contract import ContractError
 
 app = typer.Typer()
-
-DataOption = Annotated[
-    str,
-    typer.Option(
-        "--data", help="Data folder (<table>.parquet|.csv) or SQLAlchemy URL.", show_default=False
-    ),
-]
-
-
-def load_tables(data: str, progress: Progress):
-    """Read and validate a source, printing the reconciliation; returns the ValidationResult."""
-    from features.sources import read_source
-    from features.validate import validate
-
-    progress(f"reading {data}")
-    raw = read_source(data)
-    progress("validating against the data contract")
-    result = validate(raw)
-    typer.echo(result.summary(), err=True)
-    return result
 
 
 def _quarantine_dir(data: str, quarantine: Path | None) -> Path:
@@ -98,7 +86,7 @@ def validate_cmd(
     """Check a source against the data contract and write quarantined rows with their reasons."""
     settings_from(config)
     progress = Progress()
-    result = load_tables(data, progress)
+    result = read_tables(data, progress)
     _write_quarantine(result, _quarantine_dir(data, quarantine), progress)
 
 
@@ -148,7 +136,7 @@ def features(
     settings = settings_from(config)
     cutoff = parse_cutoff(as_of)
     progress = Progress()
-    tables = load_tables(data, progress).tables
+    tables = read_tables(data, progress).tables
     progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
     frame = build_features(tables, cutoff, settings)
     write_frame(frame, out, index=True)

@@ -48,6 +48,11 @@ KNOWN_EVENT_TYPES: tuple[str, ...] = (
 # easy, so higher is better for all three surveys.
 SURVEYS: dict[str, tuple[int, int]] = {"nps": (0, 10), "csat": (1, 5), "ces": (1, 7)}
 # A response at or below this score counts as negative (NPS detractor, CSAT 1-2, CES 1-3).
+# How exports spell booleans (compared lower-case, stripped); anything else is not a boolean.
+TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "1.0"})
+FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "0.0"})
+NS_PER_DAY = 86_400 * 10**9
+
 NEGATIVE_AT_OR_BELOW: dict[str, int] = {"nps": 6, "csat": 2, "ces": 3}
 
 TABLE_NAMES: tuple[str, ...] = ("customers", "events", "feedback", "churn")

@@ -56,7 +56,7 @@ from pydantic import (
     model_validator,
 )
 
-from features.contract import TABLE_NAMES, ContractError
+from features.contract import FALSE_WORDS, TABLE_NAMES, TRUE_WORDS, ContractError
 
 Cast = Literal["str", "id", "int", "float", "datetime", "bool"]
 Aggregate = Literal["min", "max", "first", "last", "sum", "mean", "count"]
@@ -64,8 +64,6 @@ ReadDtype = Literal["str", "int", "float", "bool"]
 Scalar = str | bool | int | float | None
 
 _READ_DTYPES: dict[str, Any] = {"str": str, "int": "Int64", "float": "float64", "bool": "boolean"}
-_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
-_FALSE = {"false", "f", "no", "n", "0", "0.0"}
 # A digits-then-".0" string is an integral float written out as text (CSV or Excel ids with gaps).
 _FLOAT_WRITTEN_ID = r"^([+-]?\d+)\.0*$"
 
@@ -436,8 +434,8 @@ def _as_bool(values: pd.Series) -> pd.Series:
         return values.astype("boolean")
     text = values.astype("string").str.strip().str.lower()
     out = pd.Series(pd.NA, index=values.index, dtype="boolean")
-    out[text.isin(_TRUE).fillna(False).to_numpy()] = True
-    out[text.isin(_FALSE).fillna(False).to_numpy()] = False
+    out[text.isin(TRUE_WORDS).fillna(False).to_numpy()] = True
+    out[text.isin(FALSE_WORDS).fillna(False).to_numpy()] = False
     return _converted_or_text(out, values, (values.notna() & out.isna()).to_numpy())
 
 

@@ -16,14 +16,12 @@ import numpy as np
 import pandas as pd
 
 from configs import Settings
-from features.contract import CHANNELS, SURVEYS, Tables, to_utc
-
-_NS_PER_DAY = 86_400 * 10**9
+from features.contract import CHANNELS, NS_PER_DAY, SURVEYS, Tables, to_utc
 
 
 def days_before(as_of: pd.Timestamp, ts: pd.Series) -> np.ndarray:
     """Age of each timestamp at `as_of`, in (fractional) days; positive for the past."""
-    return (as_of.value - ts.to_numpy(dtype="datetime64[ns]").view("int64")) / _NS_PER_DAY
+    return (as_of.value - ts.to_numpy(dtype="datetime64[ns]").view("int64")) / NS_PER_DAY
 
 
 def population_rows(

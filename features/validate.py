@@ -17,17 +17,16 @@ from pandas.api import types as ptypes
 
 from features.contract import (
     CHANNELS,
+    FALSE_WORDS,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     REQUIRED_TABLES,
     SURVEYS,
     TABLE_NAMES,
+    TRUE_WORDS,
     ContractError,
     Tables,
 )
-
-_TRUE = {"true", "t", "yes", "y", "1", "1.0"}
-_FALSE = {"false", "f", "no", "n", "0", "0.0"}
 
 
 @dataclass
@@ -141,8 +140,8 @@ def _booleans(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
         return s.astype("boolean"), np.zeros(len(s), dtype=bool)
     text = _labels(s)
     out = pd.Series(pd.NA, index=s.index, dtype="boolean")
-    out[text.isin(_TRUE).to_numpy()] = True
-    out[text.isin(_FALSE).to_numpy()] = False
+    out[text.isin(TRUE_WORDS).to_numpy()] = True
+    out[text.isin(FALSE_WORDS).to_numpy()] = False
     return out, (s.notna() & out.isna()).to_numpy()
 
 

@@ -290,7 +290,8 @@ def detect_drift(
     current_features: pd.DataFrame,
     reference_predictions: pd.DataFrame | None = None,
     current_predictions: pd.DataFrame | None = None,
-    settings: MonitoringSettings | None = None,
+    *,
+    settings: MonitoringSettings,
 ) -> DriftResult:
     """Feature and prediction drift from the reference to the current snapshot.
 
@@ -298,7 +299,6 @@ def detect_drift(
     lacks is reported as skipped); prediction frames contribute `churn_probability` and `clv`.
     Frames are keyed by customer_id (index or column). Nothing is modified in place.
     """
-    settings = settings or MonitoringSettings()
     ref_all = combine(reference_features, reference_predictions, "reference")
     cur_all = combine(current_features, current_predictions, "current")
     features = [c for c in _by_customer(reference_features, "reference").columns]

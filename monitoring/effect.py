@@ -192,13 +192,12 @@ def outreach_effect(
     labels: pd.DataFrame,
     as_of: str | pd.Timestamp,
     horizon_days: int,
-    settings: MonitoringSettings | None = None,
+    settings: MonitoringSettings,
 ) -> EffectResult:
     """The effect of outreach from the outbox `history` (one row per selected customer and run,
     with `as_of`, `customer_id`, `group` in {contact, control} and optionally `campaign`) and
     `labels` (`as_of`, `customer_id`, `churned`, as `monitoring.outcomes.matured_labels` builds
     them from the history). Only selections whose horizon has matured by `as_of` count."""
-    settings = settings or MonitoringSettings()
     as_of = to_utc(as_of)
     require_columns(history, ("as_of", "customer_id", "group"), "the outreach history")
     groups = set(history["group"].dropna().unique()) - {CONTACT, CONTROL}

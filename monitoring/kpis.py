@@ -185,7 +185,7 @@ def cx_kpis(
     tables: Tables,
     scores: pd.DataFrame | None,
     as_of: str | pd.Timestamp,
-    settings: MonitoringSettings | None = None,
+    settings: MonitoringSettings,
     *,
     activity_event_types: Iterable[str] = ("purchase",),
     past_scores: pd.DataFrame | None = None,
@@ -193,7 +193,6 @@ def cx_kpis(
     """The tidy KPI frame described in the module docstring. `scores`: the current scores
     (`customer_id`, `churn_probability`, `clv`, optional `value_at_risk`), or None for survey
     and churn KPIs only. Only rows before `as_of` are used."""
-    settings = settings or MonitoringSettings()
     as_of = to_utc(as_of)
     segments = _segments(tables)
     impact = None

@@ -81,23 +81,25 @@ class PerformanceResult:
     def evidently_snapshot(
         self,
         reference: pd.DataFrame | None = None,
-        settings: MonitoringSettings | None = None,
+        *,
+        settings: MonitoringSettings,
     ):
         """Evidently's classification and regression presets on the headline date's rows
         (`churned` / `churn_probability`, `future_value` / `clv`), against `reference` (the
         champion's reference predictions, same columns) when given."""
         if self.status != OK:
             raise ValueError(f"no matured performance to report: {self.message}")
-        return _evidently_snapshot(self.rows, reference, settings or MonitoringSettings())
+        return _evidently_snapshot(self.rows, reference, settings)
 
     def save_html(
         self,
         path: str | Path,
         reference: pd.DataFrame | None = None,
-        settings: MonitoringSettings | None = None,
+        *,
+        settings: MonitoringSettings,
     ) -> Path:
         path = Path(path)
-        self.evidently_snapshot(reference, settings).save_html(str(path))
+        self.evidently_snapshot(reference, settings=settings).save_html(str(path))
         return path
 
 
@@ -134,8 +136,8 @@ def matured_performance(
     as_of: str | pd.Timestamp,
     horizon_days: int,
     promised: dict[str, float] | None = None,
-    settings: MonitoringSettings | None = None,
     *,
+    settings: MonitoringSettings,
     pending_elsewhere: int = 0,
 ) -> PerformanceResult:
     """Metrics of the matured scores against their labels.
@@ -147,7 +149,6 @@ def matured_performance(
     `pending_elsewhere`: scores not passed because their horizon has not matured (a caller that
     counts them without reading them), added to `n_pending`.
     """
-    settings = settings or MonitoringSettings()
     as_of = to_utc(as_of)
     promised = {k: float(v) for k, v in (promised or {}).items() if k in COMPARED}
     require_columns(scores, SCORE_COLUMNS, "the scores")

@@ -40,7 +40,7 @@ FLOORS = (
 )
 
 
-def _finite(v: Any) -> float | None:
+def finite_or_none(v: Any) -> float | None:
     if v is None:
         return None
     try:
@@ -56,11 +56,10 @@ def build_summary(
     drift: DriftResult | None = None,
     performance: PerformanceResult | None = None,
     effect: EffectResult | None = None,
-    settings: MonitoringSettings | None = None,
+    settings: MonitoringSettings,
 ) -> dict[str, Any]:
     """The monitoring verdict as a JSON-friendly dict (see the module docstring). Any result may
     be None when that part was not run; what was not run cannot trigger a retrain."""
-    settings = settings or MonitoringSettings()
     reasons: list[str] = []
     notes: list[str] = []
     out: dict[str, Any] = {"as_of": to_utc(as_of).isoformat()}
@@ -70,7 +69,7 @@ def build_summary(
     out["drifted_columns"] = []
     out["prediction_drift"] = {}
     if drift is not None:
-        share = _finite(drift.drift_share)
+        share = finite_or_none(drift.drift_share)
         out.update(
             drift_share=share,
             drift_share_threshold=drift.drift_share_threshold,
@@ -111,19 +110,19 @@ def build_summary(
             if performance.score_as_of is None
             else performance.score_as_of.isoformat(),
             performance_n=performance.n,
-            matured_metrics={k: _finite(v) for k, v in performance.metrics.items()},
-            promised_metrics={k: _finite(v) for k, v in performance.promised.items()},
+            matured_metrics={k: finite_or_none(v) for k, v in performance.metrics.items()},
+            promised_metrics={k: finite_or_none(v) for k, v in performance.promised.items()},
         )
         if performance.status != OK:
             notes.append(f"matured performance: {performance.message}")
         else:
             for key, floor_name, label in FLOORS:
-                value = _finite(performance.metrics.get(key))
+                value = finite_or_none(performance.metrics.get(key))
                 floor = getattr(settings, floor_name)
                 if value is None:
                     notes.append(f"matured {label} is undefined on {performance.n:,} scores")
                 elif value < floor:
-                    promised = _finite(performance.promised.get(key))
+                    promised = finite_or_none(performance.promised.get(key))
                     was = f", promised {promised:.3f}" if promised is not None else ""
                     reasons.append(
                         f"matured {label} {value:.3f} on scores of "
@@ -136,9 +135,9 @@ def build_summary(
         out.update(
             outreach_status=o["status"],
             outreach_message=o["message"],
-            outreach_difference=_finite(o["difference"]),
-            outreach_difference_low=_finite(o["difference_low"]),
-            outreach_difference_high=_finite(o["difference_high"]),
+            outreach_difference=finite_or_none(o["difference"]),
+            outreach_difference_low=finite_or_none(o["difference_low"]),
+            outreach_difference_high=finite_or_none(o["difference_high"]),
         )
 
     out["retrain_due"] = bool(reasons)
@@ -342,8 +341,8 @@ def _effect_section(effect: EffectResult) -> str:
     pct = round(100 * effect.confidence)
     rel = o["relative_effect"]
     rel_text = ""
-    if _finite(rel) is not None:
-        lo, hi = _finite(o["relative_effect_low"]), _finite(o["relative_effect_high"])
+    if finite_or_none(rel) is not None:
+        lo, hi = finite_or_none(o["relative_effect_low"]), finite_or_none(o["relative_effect_high"])
         ci = f" ({pct}% CI {100 * lo:.0f}% to {100 * hi:.0f}%)" if lo is not None else ""
         rel_text = f"; outreach prevented {100 * rel:.0f}% of the control group's churn rate{ci}"
     body = (
@@ -388,7 +387,7 @@ def _performance_section(performance: PerformanceResult) -> str:
 
 
 def _drift_section(drift: DriftResult) -> str:
-    share = _finite(drift.drift_share)
+    share = finite_or_none(drift.drift_share)
     share_text = "not measured" if share is None else f"{share:.0%}"
     head = (
         f"<p>Share of drifted feature columns: <strong>{share_text}</strong> of "

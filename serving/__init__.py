@@ -1,10 +1,11 @@
-"""Serving: everything after the registry's `champion` models.
+"""Serving: everything after the registry's `champion` models. Imports nothing of `training/`;
+models come from the registry as `model` package objects.
 
-- `scoring`: load the champions, score a features frame (probability, CLV with its interval,
-  value at risk, tier, reasons, model versions); `reasons` writes the reasons for a CX agent.
-- `batch`: rank a whole population (`retain score`) and keep the scored snapshot the service and
-  outreach read.
-- `outreach`, `outreach_dispatch`: who is handed to outreach, the durable outbox, file drop and
-  webhook delivery (`retain outreach run|status`).
-- `api`, `service`: the thin BentoML service (`retain serve`) over the same scoring functions.
+- `core`: the scoring core (champions, scores, reasons, ranking a population).
+- `score_store`: scored lists by date, `LATEST` and their metadata (batch writes, the service
+  and monitoring read).
+- `outreach`: policy, the durable outbox, dispatch (webhook, file drop), one run end to end.
+- `http`: the BentoML service (`retain serve`): payloads, feature records, the loaded scored
+  list, the service core, the auth guard.
+- `cli`: `retain score | serve | outreach ...`.
 """

@@ -7,10 +7,19 @@ from typing import Annotated
 
 import typer
 
-from configs.cli import ConfigOption, Progress, handle_errors, parse_cutoff, settings_from
+from edge import (
+    ConfigOption,
+    Progress,
+    champions,
+    handle_errors,
+    parse_cutoff,
+    read_tables,
+    registry,
+    settings_from,
+)
 from features.contract import ContractError
-from serving.outreach_cli import app as outreach_app
-from serving.scoring import NoChampionError
+from serving.core.champions import NoChampionError
+from serving.outreach.cli import app as outreach_app
 
 app = typer.Typer()
 app.add_typer(
@@ -54,11 +63,9 @@ def score(
 ) -> None:
     """Score every customer with the champion models and write them ranked by value at risk,
     with plain-language reasons for the top of the list (scoring.reasons_top_n)."""
-    from features.build import build_features
-    from features.cli import load_tables
     from features.sources import is_sql_url
-    from serving.batch import check_output_path, rank_features, save_snapshot, write_scores
-    from serving.scoring import load_champions
+    from serving.core.ranking import check_output_path, score_population, write_scores
+    from serving.score_store import ScoreStore
 
     settings = settings_from(config)
     cutoff = parse_cutoff(as_of)
@@ -71,18 +78,14 @@ def score(
             )
         snapshot_dir = Path(data)
     progress = Progress()
-    progress("loading the champion models from the MLflow registry")
-    champions = load_champions()
-    progress(f"champion models: churn v{champions.churn_version}, clv v{champions.clv_version}")
-    tables = load_tables(data, progress).tables
-    progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
-    features = build_features(tables, cutoff, settings)
-    scores = rank_features(features, champions, settings, progress=progress)
-    write_scores(scores, out)
-    progress(f"ranked list of {len(scores):,} customers -> {out}")
-    folder = save_snapshot(snapshot_dir, cutoff, scores, features)
-    progress(f"scored snapshot -> {folder}")
-    _print_top(scores, out, folder)
+    models = champions(registry(), progress)
+    tables = read_tables(data, progress).tables
+    scored = score_population(tables, cutoff, models, settings, progress=progress)
+    write_scores(scored.ranked, out)
+    progress(f"ranked list of {len(scored.ranked):,} customers -> {out}")
+    folder = ScoreStore(snapshot_dir).save(scored)
+    progress(f"scored list -> {folder}")
+    _print_top(scored.ranked, out, folder)
 
 
 def _print_top(scores, out: Path, folder: Path) -> None:
@@ -110,51 +113,6 @@ def _print_top(scores, out: Path, folder: Path) -> None:
 
 # --------------------------------------------------------------------------- serve
 
-KEY_FILE_ENV = "RETAIN_API_KEY_FILE"
-
-
-def default_key_file() -> Path:
-    """Where `retain serve` keeps the API key it creates: $XDG_CONFIG_HOME/retain/api_key
-    (default ~/.config/retain/api_key)."""
-    import os
-
-    base = os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config"
-    return Path(base) / "retain" / "api_key"
-
-
-def resolve_api_key(path: Path) -> tuple[str, bool]:
-    """The key stored at `path`, creating one (readable by this user only) when there is none;
-    returns (key, created). A key file others can read is refused, not silently used."""
-    import os
-    import secrets
-    import stat
-
-    if path.exists():
-        mode = stat.S_IMODE(path.stat().st_mode)
-        if mode & 0o077:
-            raise ValueError(
-                f"API key file {path} can be read by other users (mode {mode:o}); "
-                f"run `chmod 600 {path}` or delete it to get a new key"
-            )
-        key = path.read_text(encoding="utf-8").strip()
-        if not key:
-            raise ValueError(f"API key file {path} is empty; delete it to get a new key")
-        return key, False
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    key = secrets.token_urlsafe(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(key + "\n")
-    return key, True
-
-
-def _absolute_uri(uri: str) -> str:
-    """A SQLite tracking URI with its path made absolute (the server may run elsewhere)."""
-    prefix = "sqlite:///"
-    if uri.startswith(prefix) and not uri[len(prefix) :].startswith("/"):
-        return prefix + str(Path(uri[len(prefix) :]).resolve())
-    return uri
-
 
 @app.command()
 @handle_errors(NoChampionError, ValueError, FileNotFoundError)
@@ -169,7 +127,7 @@ def serve(
         Path | None,
         typer.Option(
             "--data",
-            envvar="RETAIN_DATA_DIR",  # serving.api.ENV_DATA
+            envvar="RETAIN_DATA_DIR",  # serving.http.environment.ENV_DATA
             help="Folder holding the scored snapshot (`retain score` writes <folder>/scores/); "
             "without it only feature records can be scored.",
             show_default=False,
@@ -182,7 +140,7 @@ def serve(
         Path | None,
         typer.Option(
             "--key-file",
-            envvar=KEY_FILE_ENV,
+            envvar="RETAIN_API_KEY_FILE",  # serving.http.keys.KEY_FILE_ENV
             help="Where the API key is kept when RETAIN_API_KEYS is not set "
             "(default: ~/.config/retain/api_key).",
             show_default=False,
@@ -196,25 +154,26 @@ def serve(
     import os
     import sys
 
-    from serving.api import ENV_CONFIG, ENV_DATA, ENV_KEYS, ENV_TRACKING, parse_api_keys
-    from serving.scoring import load_champions
-    from training.registry import tracking_uri
+    from model.registry import Registry, absolute_uri
+    from serving.http.environment import ENV_CONFIG, ENV_DATA, ENV_KEYS, ENV_TRACKING
+    from serving.http.guard import parse_api_keys
+    from serving.http.keys import default_key_file, resolve_api_key
+    from serving.score_store import ScoreStore
 
     settings = settings_from(config)
     port = settings.service.port if port is None else port
     progress = Progress()
-    uri = _absolute_uri(tracking_uri())
+    uri = absolute_uri(registry().uri)
     progress(f"checking the champion models in {uri}")
-    champions = load_champions(uri)
-    progress(f"champion models: churn v{champions.churn_version}, clv v{champions.clv_version}")
-    del champions
+    champions(Registry(uri), progress)  # checked here, so a missing one stops before the server
     if data is not None:
         if not data.is_dir():
             raise FileNotFoundError(f"--data {data}: no such folder")
         data = data.resolve()
-        if not (data / "scores" / "LATEST").is_file():
+        store = ScoreStore(data)
+        if not store.pointer.is_file():
             typer.echo(
-                f"warning: no scored snapshot under {data / 'scores'}: /score by customer id and "
+                f"warning: no scored list under {store.folder}: /score by customer id and "
                 f"/at_risk will answer 404 until you run `retain score --data {data} --as-of "
                 "DATE --out FILE` (feature records can be scored meanwhile)",
                 err=True,
@@ -260,7 +219,7 @@ def serve(
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     root = Path(__file__).resolve().parents[1]
-    command = [sys.executable, "-m", "bentoml", "serve", "serving.service:RetainService"]
+    command = [sys.executable, "-m", "bentoml", "serve", "serving.http.service:RetainService"]
     command += ["--port", str(port), "--host", host, "--working-dir", str(root)]
     sys.stdout.flush()
     sys.stderr.flush()

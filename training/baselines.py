@@ -41,7 +41,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from configs import Settings
-from features.contract import Tables
+from features.contract import NS_PER_DAY, Tables
 from features.snapshot import Snapshot, days_before
 
 RECENCY_COLUMNS = ("days_since_last_purchase", "days_since_last_event")
@@ -256,22 +256,20 @@ class LastSpendClvBaseline:
 
 # --- CLV: BG/NBD x Gamma-Gamma ----------------------------------------------------------------
 
-_NS_PER_DAY = 86_400 * 10**9
 RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
 
 
 def rfm_summary(
     tables: Tables,
     as_of: str | pd.Timestamp,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     event_type: str = "purchase",
 ) -> pd.DataFrame:
     """Per-customer calibration summary for BG/NBD and Gamma-Gamma, from events before `as_of`.
 
     One row per customer in the population at `as_of` (as `Snapshot` defines it; `settings`
-    only matters there, for the activity types of a data set without a churn table, and
-    defaults to `Settings()`), indexed by customer_id, in the lifetimes convention with days as
+    only matters there, for the activity types of a data set without a churn table), indexed by customer_id, in the lifetimes convention with days as
     the time unit and UTC calendar days as the purchase unit (several purchases on one day are
     one purchase of their summed amount):
 
@@ -285,7 +283,7 @@ def rfm_summary(
     Customers with no purchase yet get frequency 0, recency 0 and T = tenure (days since
     signup).
     """
-    snap = Snapshot(tables, as_of, settings or Settings())
+    snap = Snapshot(tables, as_of, settings)
     ev = snap.events
     mine = ev.event_type == ev.type_code(event_type)
     pos = ev.pos[mine]
@@ -293,7 +291,7 @@ def rfm_summary(
     # Calendar day of each purchase relative to as_of's day (0 = as_of's own day, -1 the day
     # before...). Built from the exact integer offset of as_of within its day, so purchases
     # at midnight land on the right day with a midnight cutoff.
-    into_day = (snap.as_of.value % _NS_PER_DAY) / _NS_PER_DAY
+    into_day = (snap.as_of.value % NS_PER_DAY) / NS_PER_DAY
     day = np.floor(into_day - ev.age_days[mine]).astype(np.int64)
 
     n = snap.n

@@ -1,13 +1,23 @@
-"""`retain train | models | promote`: training runs, the registry listing, manual promotion."""
+"""`retain train | retrain | models | promote`: training runs (a retrain under a lock, for a
+scheduler chained on `retain monitor`), the registry listing, manual promotion."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from configs.cli import ConfigOption, Progress, handle_errors, parse_cutoff, settings_from
+from edge import (
+    ConfigOption,
+    Progress,
+    handle_errors,
+    parse_cutoff,
+    read_tables,
+    registry,
+    settings_from,
+)
 from features.contract import ContractError
 
 app = typer.Typer()
@@ -63,39 +73,39 @@ def train(
             raise typer.BadParameter(
                 "--table needs --id and --label, and cannot be combined with --data"
             )
-        from training.static import train_static_table
+        from training.tabular_run import train_labelled_table
 
-        report = train_static_table(table, id_column, label, settings, progress=progress)
-        _print_report(report)
+        reg = registry()
+        report = train_labelled_table(
+            table, id_column, label, settings, registry=reg, progress=progress
+        )
+        _print_report(report, reg)
         return
     if data is None:
         raise typer.BadParameter(
             "give --data DIR (contract tables) or --table FILE --id COL --label COL"
         )
-    report = train_data(data, settings, parse_cutoff(as_of) if as_of else None, progress)
-    _print_report(report)
+    reg = registry()
+    report = _train(data, settings, parse_cutoff(as_of) if as_of else None, reg, progress)
+    _print_report(report, reg)
 
 
-def train_data(data: str, settings, known_until, progress):
-    """Read and validate the contract tables at `data` (folder or SQL URL), then train and
-    register both models (`training.run.train_and_register`); its `RunReport`."""
-    from features.cli import load_tables
+def _train(data: str, settings, known_until, reg, progress):
     from training.run import train_and_register
 
-    tables = load_tables(data, progress).tables
+    tables = read_tables(data, progress).tables
     return train_and_register(
         tables,
         settings,
         source=str(data),
         config_text=_effective_config(settings),
+        registry=reg,
         known_until=known_until,
         progress=progress,
     )
 
 
-def _print_report(report) -> None:
-    from training.registry import tracking_uri
-
+def _print_report(report, reg) -> None:
     typer.echo(f"run {report.run_id} (experiment {report.experiment_id})")
     for k, v in report.headline.items():
         typer.echo(f"  {k:<22} {v:.4f}")
@@ -104,20 +114,20 @@ def _print_report(report) -> None:
         typer.echo(f"  {kind} v{version}: {state} - {report.decisions[kind]}")
     if report.timings:
         typer.echo("  time: " + ", ".join(f"{k} {v:.1f}s" for k, v in report.timings.items()))
-    uri = tracking_uri()
-    store = uri[len("sqlite:///") :] if uri.startswith("sqlite:///") else uri
-    typer.echo(f"Open the MLflow UI with: mlflow ui --backend-store-uri {uri}  (store: {store})")
+    typer.echo(
+        f"Open the MLflow UI with: mlflow ui --backend-store-uri {reg.uri}  (store: {reg.store})"
+    )
 
 
 @app.command()
 def models() -> None:
     """List registered versions with their aliases, gate decisions and headline metrics."""
-    from training.registry import MODEL_NAMES, connect, list_versions
+    from model.registry import MODEL_NAMES
 
-    client = connect()
+    reg = registry()
     any_rows = False
     for name in MODEL_NAMES:
-        for row in list_versions(client, name):
+        for row in reg.list_versions(name):
             any_rows = True
             tags = row["tags"]
             aliases = ",".join(row["aliases"]) or "-"
@@ -141,18 +151,69 @@ def promote(
     """Make a version the champion by hand; the reason is recorded on the version."""
     from mlflow.exceptions import MlflowException
 
-    from training.registry import connect, record_promotion
-
     if model not in MODEL_CHOICES:
         raise typer.BadParameter(
             f"expected one of {MODEL_CHOICES}, got {model!r}", param_hint="--model"
         )
     if not reason.strip():
         raise typer.BadParameter("a manual promotion needs a reason", param_hint="--reason")
-    client = connect()
+    reg = registry()
     try:
-        client.get_model_version(model, str(version))
+        reg.client.get_model_version(model, str(version))
     except MlflowException:
         raise ValueError(f"model {model} has no version {version}; see `retain models`") from None
-    record_promotion(client, model, str(version), kind="manual", reason=reason.strip())
+    reg.record_promotion(model, str(version), kind="manual", reason=reason.strip())
     typer.echo(f"{model} v{version} is now champion ({reason.strip()})")
+
+
+EXIT_LOCKED = 4
+
+
+@app.command()
+@handle_errors()
+def retrain(
+    data: Annotated[
+        str,
+        typer.Option(
+            "--data", help="Data folder or SQLAlchemy URL (contract tables).", show_default=False
+        ),
+    ],
+    as_of: Annotated[
+        str | None,
+        typer.Option(
+            "--as-of",
+            help="Treat the data as known only before this date (default: the day after the latest timestamp).",
+        ),
+    ] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Retrain both models on fresh features under a lock; the promotion gate decides whether
+    the new versions replace the champions. A failed retrain leaves the champions serving."""
+    from training.lock import LockHeldError, lock_path, retrain_lock
+
+    settings = settings_from(config)
+    cutoff = parse_cutoff(as_of) if as_of else None
+    progress = Progress()
+    reg = registry()
+    before = reg.champions()
+    serving = ", ".join(f"{n} v{v}" for n, v in before.items() if v is not None) or "none"
+    lock = lock_path(data)
+    try:
+        with retrain_lock(lock, warn=lambda msg: typer.echo(msg, err=True)):
+            progress(f"holding the retrain lock {lock}; champions now: {serving}")
+            try:
+                report = _train(data, settings, cutoff, reg, progress)
+            except Exception as exc:
+                typer.echo(f"error: retrain failed: {exc}", err=True)
+                typer.echo(
+                    f"the current champions keep serving ({serving}); nothing was promoted",
+                    err=True,
+                )
+                expected = isinstance(exc, (ContractError, ValueError))
+                sys.exit(2 if expected else 1)
+    except LockHeldError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_LOCKED)
+    _print_report(report, reg)
+    if not any(report.promoted.values()):
+        typer.echo(f"the gate kept the current champions serving ({serving})")

@@ -17,11 +17,15 @@ import pandas as pd
 
 from configs import Settings
 from features.contract import Tables
+from model.churn import ChurnModel
+from model.clv import ClvModel
+from model.schema import align_categories
 from training import baselines as bl
+from training.churn import ChurnTrainer
+from training.clv import ClvTrainer
 from training.frames import TrainingData
 from training.leakage import Finding, check_leakage, future_dated_attributes, separating_features
 from training.metrics import by_segment, churn_metrics, clv_metrics
-from training.models import ChurnModel, ClvModel, align_categories
 
 
 @dataclass
@@ -111,12 +115,12 @@ def fit_and_evaluate(
     }
 
     progress(f"churn model: {len(X_fit):,} rows to fit, {len(X_valid):,} to validate")
-    churn = ChurnModel(dict(t.churn_params), **common).fit(
+    churn = ChurnTrainer(dict(t.churn_params), **common).fit(
         X_fit, y_fit["churned"], X_valid, y_valid["churned"]
     )
     progress(f"churn model: {churn.best_iteration} trees, calibration {churn.calibrator.kind}")
     progress("clv model: choosing the objective on the validation snapshot")
-    clv = ClvModel(dict(t.clv_params), **common).fit(
+    clv = ClvTrainer(dict(t.clv_params), **common).fit(
         X_fit, y_fit["future_value"], X_valid, y_valid["future_value"]
     )
     progress(f"clv model: objective {clv.objective}")
@@ -169,10 +173,3 @@ def fit_and_evaluate(
         index=X_eval.index,
     )
     return Trained(churn, clv, churn_eval, clv_eval, predictions, X_eval, allowed)
-
-
-def gate_metric(metrics: dict[str, float], metric: str) -> float:
-    """The gate's "higher is better" view of a metric."""
-    if metric == "neg_brier":
-        return -metrics["brier"]
-    return metrics[metric]

@@ -12,7 +12,6 @@ import tempfile
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,30 +20,12 @@ import pandas as pd
 
 from configs import Settings
 from features.contract import Tables
+from model.reference import REFERENCE, write_reference
+from model.registry import CHALLENGER, Registry
 from training.frames import TrainingData, build_training_data
-from training.pipeline import Trained, fit_and_evaluate, gate_metric
-from training.registry import (
-    CHALLENGER,
-    CHAMPION,
-    GateDecision,
-    connect,
-    ensure_experiment,
-    gate_decision,
-    record_promotion,
-)
-
-_BATCH = 900  # MLflow accepts at most 1000 metrics and 100 params per log_batch call
-
-
-@dataclass
-class RunReport:
-    run_id: str
-    experiment_id: str
-    versions: dict[str, str]
-    decisions: dict[str, str]
-    promoted: dict[str, bool]
-    headline: dict[str, float]
-    timings: dict[str, float] = field(default_factory=dict)
+from training.gate import GateDecision, gate_decision, gate_metric
+from training.pipeline import Trained, fit_and_evaluate
+from training.tracking import RunReport, champion_metric, log_batch, log_model
 
 
 def content_digest(tables: Tables) -> str:
@@ -77,18 +58,6 @@ def flat_metrics(trained: Trained) -> dict[str, float]:
     for k, v in trained.clv.interval_validation.items():
         out[f"clv.interval.{k}"] = v
     return {k: float(v) for k, v in out.items() if v is not None and np.isfinite(float(v))}
-
-
-def _log_batch(client, run_id: str, metrics: dict[str, float], params: dict[str, Any]) -> None:
-    from mlflow.entities import Metric, Param
-
-    ts = 0  # metrics of a training run are not a time series; a fixed stamp keeps runs comparable
-    m = [Metric(k, v, ts, 0) for k, v in metrics.items()]
-    p = [Param(k, str(v)[:6000]) for k, v in params.items()]
-    for i in range(0, len(m), _BATCH):
-        client.log_batch(run_id, metrics=m[i : i + _BATCH])
-    for i in range(0, len(p), 100):
-        client.log_batch(run_id, params=p[i : i + 100])
 
 
 def _params(settings: Settings, data: TrainingData, trained: Trained) -> dict[str, Any]:
@@ -154,66 +123,14 @@ def _figures(trained: Trained) -> dict[str, Any]:
     }
 
 
-def _log_model(kind: str, model, X_eval: pd.DataFrame, folder: Path):
-    import lightgbm
-    import mlflow
-    import sklearn
-
-    from training.persist import save_model
-    from training.pyfunc import ENTRY_FILE, input_example, signature_for
-
-    save_model(model, folder / kind)
-    return mlflow.pyfunc.log_model(
-        name=kind,
-        python_model=str(ENTRY_FILE),
-        artifacts={"model": str(folder / kind)},
-        signature=signature_for(kind, X_eval),
-        input_example=input_example(X_eval),
-        registered_model_name=kind,
-        pip_requirements=[
-            f"lightgbm=={lightgbm.__version__}",
-            f"pandas=={pd.__version__}",
-            f"numpy=={np.__version__}",
-            f"scikit-learn=={sklearn.__version__}",
-            f"mlflow=={mlflow.__version__}",
-        ],
-    )
-
-
-def champion_metric(
-    kind: str, X_eval: pd.DataFrame, y_eval: pd.Series, metric: str
-) -> tuple[str | None, float | None, str | None]:
-    """The current champion re-scored on this run's evaluation snapshot, so the gate compares
-    like with like: (version, metric value, why it cannot be compared or None)."""
-    import mlflow
-
-    from training.metrics import churn_metrics, clv_metrics
-    from training.registry import alias_version as _alias
-
-    client = mlflow.MlflowClient()
-    version = _alias(client, kind, CHAMPION)
-    if version is None:
-        return None, None, None
-    model = mlflow.pyfunc.load_model(f"models:/{kind}@{CHAMPION}").unwrap_python_model().model
-    if set(model.schema.columns) != set(X_eval.columns):
-        # A champion from another kind of data (a static table, an older feature set) cannot be
-        # scored on this snapshot; a human decides which one serves.
-        return version, None, "it was trained on different feature columns"
-    if kind == "churn":
-        metrics = churn_metrics(y_eval.to_numpy(), model.predict_proba(X_eval))
-    else:
-        metrics = clv_metrics(y_eval.to_numpy(), model.predict(X_eval)["clv"].to_numpy())
-    return version, gate_metric(metrics, metric), None
-
-
 def train_and_register(
     tables: Tables,
     settings: Settings,
     *,
     source: str,
     config_text: str,
+    registry: Registry,
     known_until: str | pd.Timestamp | None = None,
-    tracking_uri: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> RunReport:
     import mlflow
@@ -227,8 +144,8 @@ def train_and_register(
     timings["fit_evaluate_s"] = time.perf_counter() - t1
 
     t2 = time.perf_counter()
-    client = connect(tracking_uri)
-    experiment_id = ensure_experiment(client, settings.training.experiment, tracking_uri)
+    client = registry.client
+    experiment_id = registry.ensure_experiment(settings.training.experiment)
     run_name = f"train-{data.cutoffs.known_until:%Y-%m-%d}"
     lineage = {
         "source": source,
@@ -240,10 +157,10 @@ def train_and_register(
     versions: dict[str, str] = {}
     decisions: dict[str, str] = {}
     promoted: dict[str, bool] = {}
-    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+    with registry.active(), mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
         run_id = run.info.run_id
         progress(f"logging run {run_id} to {mlflow.get_tracking_uri()}")
-        _log_batch(client, run_id, flat_metrics(trained), _params(settings, data, trained))
+        log_batch(client, run_id, flat_metrics(trained), _params(settings, data, trained))
         mlflow.set_tags(
             {"retain.source": source, "retain.content_digest": lineage["content_digest"]}
         )
@@ -263,14 +180,10 @@ def train_and_register(
             mlflow.log_figure(fig, path)
             fig.clf()
         with tempfile.TemporaryDirectory() as tmp:
-            ref = Path(tmp) / "reference"
-            ref.mkdir()
-            # The monitoring reference: the evaluation snapshot's features and predictions.
-            trained.X_eval.to_parquet(ref / "features.parquet")
-            trained.predictions.to_parquet(ref / "predictions.parquet")
-            mlflow.log_artifacts(str(ref), "reference")
+            ref = write_reference(Path(tmp), trained.X_eval, trained.predictions)
+            mlflow.log_artifacts(str(ref), REFERENCE)
             infos = {
-                kind: _log_model(kind, model, trained.X_eval, Path(tmp))
+                kind: log_model(kind, model, trained.X_eval, Path(tmp))
                 for kind, model in (("churn", trained.churn), ("clv", trained.clv))
             }
     timings["mlflow_log_s"] = time.perf_counter() - t2
@@ -285,7 +198,7 @@ def train_and_register(
         ev = trained.churn_eval if kind == "churn" else trained.clv_eval
         label = y_eval["churned"] if kind == "churn" else y_eval["future_value"]
         champ_version, champ_value, incomparable = champion_metric(
-            kind, trained.X_eval, label, gate.metric
+            registry, kind, trained.X_eval, label, gate.metric
         )
         decision = gate_decision(
             kind,
@@ -311,12 +224,12 @@ def train_and_register(
         }.items():
             client.set_model_version_tag(kind, version, key, value)
         if decision.promote:
-            record_promotion(client, kind, version, kind="gate", reason=decision.reason)
+            registry.record_promotion(kind, version, kind="gate", reason=decision.reason)
         decisions[kind] = decision.reason
         promoted[kind] = decision.promote
         progress(("PROMOTED " if decision.promote else "not promoted: ") + decision.reason)
     timings["registry_s"] = time.perf_counter() - t3
-    _log_batch(client, run_id, {f"time.{k}": v for k, v in timings.items()}, {})
+    log_batch(client, run_id, {f"time.{k}": v for k, v in timings.items()}, {})
     headline = {
         "churn.roc_auc": trained.churn_eval.model["roc_auc"],
         "churn.ece": trained.churn_eval.model["ece"],

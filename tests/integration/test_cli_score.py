@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from retain_cli import app
-from serving.batch import load_latest_snapshot
-from serving.columns import SCORE_COLUMNS
+from serving.core.columns import SCORE_COLUMNS
+from serving.score_store import ScoreStore
 
 AS_OF = "2026-01-01"
 # Few trees and one LightGBM thread (see tests/serving/conftest.py): a quick but real training run.
@@ -99,7 +99,8 @@ def test_score_writes_the_ranked_list_and_the_snapshot(world, suffix):
     assert first["reason_1"] in result.output
     assert "scored 1" in result.output  # progress lines (stderr)
 
-    as_of, scores, features = load_latest_snapshot(tmp / "data")
+    latest = ScoreStore(tmp / "data").latest()
+    as_of, scores, features = latest.as_of, latest.ranked, latest.features
     assert as_of == pd.Timestamp(AS_OF, tz="UTC")
     assert (tmp / "data" / "scores" / "LATEST").read_text().strip() == "2026-01-01"
     assert scores["customer_id"].tolist() == ranked["customer_id"].astype(str).tolist()

@@ -18,8 +18,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from monitoring.cli import LOCK_NAME
 from retain_cli import app
+from training.lock import LOCK_NAME
 
 AS_OF = "2026-01-01"
 PAST_AS_OF = pd.Timestamp("2025-09-01", tz="UTC")  # matured by AS_OF with the 90-day horizon
@@ -40,32 +40,31 @@ def world(tmp_path_factory):
     """(data_dir, uri, fast config file): a trained world whose champion run carries the
     monitoring reference and promised metrics, and a saved snapshot of PAST_AS_OF."""
     from features.build import build_features
-    from serving.batch import rank_features, save_snapshot
-    from serving.scoring import load_champions
-    from training.registry import connect
+    from model.registry import Registry
+    from serving.core.champions import load_champions
+    from serving.core.ranking import ScoredList, rank_features
+    from serving.score_store import ScoreStore
 
     conftest = _serving_conftest()
     root = tmp_path_factory.mktemp("monitor_world")
-    previous = mlflow.get_tracking_uri()
-    try:
-        data_dir, uri, settings = conftest.train_world(root)
-        tables = conftest.validate_tables(data_dir)
-        champions = load_champions(uri)
-        client = connect(uri)
-        run_id = client.get_model_version("churn", champions.churn_version).run_id
-        ref = root / "reference"
-        ref.mkdir()
-        X_ref = build_features(tables, REFERENCE_AS_OF, settings)
-        scored = rank_features(X_ref, champions, settings).set_index("customer_id")
-        X_ref.to_parquet(ref / "features.parquet")
-        scored[["churn_probability", "clv"]].to_parquet(ref / "predictions.parquet")
-        client.log_artifacts(run_id, str(ref), "reference")
-        for key, value in PROMISED.items():
-            client.log_metric(run_id, key, value)
-        X_past = build_features(tables, PAST_AS_OF, settings)
-        save_snapshot(data_dir, PAST_AS_OF, rank_features(X_past, champions, settings), X_past)
-    finally:
-        mlflow.set_tracking_uri(previous)
+    data_dir, uri, settings = conftest.train_world(root)
+    tables = conftest.validate_tables(data_dir)
+    registry = Registry(uri)
+    champions = load_champions(registry)
+    client = registry.client
+    run_id = registry.run_id("churn", champions.churn_version)
+    ref = root / "reference"
+    ref.mkdir()
+    X_ref = build_features(tables, REFERENCE_AS_OF, settings)
+    scored = rank_features(X_ref, champions, settings).set_index("customer_id")
+    X_ref.to_parquet(ref / "features.parquet")
+    scored[["churn_probability", "clv"]].to_parquet(ref / "predictions.parquet")
+    client.log_artifacts(run_id, str(ref), "reference")
+    for key, value in PROMISED.items():
+        client.log_metric(run_id, key, value)
+    X_past = build_features(tables, PAST_AS_OF, settings)
+    past = ScoredList(PAST_AS_OF, rank_features(X_past, champions, settings), X_past)
+    ScoreStore(data_dir).save(past)
     config = root / "fast.yaml"
     config.write_text(yaml.safe_dump({"training": conftest.FAST_TRAINING}))
     return data_dir, uri, config
@@ -78,16 +77,13 @@ def env(world, tmp_path, monkeypatch):
     data = tmp_path / "data"
     shutil.copytree(data_dir, data)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    previous = mlflow.get_tracking_uri()
     yield data, uri, config
-    mlflow.set_tracking_uri(previous)
 
 
 def _champion_versions(uri: str) -> dict[str, str]:
-    from training.registry import CHAMPION, alias_version, connect
+    from model.registry import Registry
 
-    client = connect(uri)
-    return {name: alias_version(client, name, CHAMPION) for name in ("churn", "clv")}
+    return Registry(uri).champions()
 
 
 def test_monitor_writes_reports_logs_run_and_exits_by_verdict(env, tmp_path):

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from configs import load_settings
 from monitoring.drift import detect_drift, evidently_values, sample_rows
 from monitoring.report import build_summary
 from monitoring.settings import MonitoringSettings
@@ -15,18 +16,23 @@ from monitoring.settings import MonitoringSettings
 # What `generate_world(drift=True)` changes in its last four months: more app and less web,
 # three times the delivery issues, lower satisfaction.
 DRIFTED_FEATURES = {"events_app_90d", "events_web_90d", "delivery_issue_90d"}
+MONITORING = load_settings().monitoring
 
 
 @pytest.fixture(scope="module")
 def drifted(drifted_world):
     w = drifted_world
-    return detect_drift(w.reference, w.current, w.reference_predictions, w.current_predictions)
+    return detect_drift(
+        w.reference, w.current, w.reference_predictions, w.current_predictions, settings=MONITORING
+    )
 
 
 @pytest.fixture(scope="module")
 def stable(stable_world):
     w = stable_world
-    return detect_drift(w.reference, w.current, w.reference_predictions, w.current_predictions)
+    return detect_drift(
+        w.reference, w.current, w.reference_predictions, w.current_predictions, settings=MONITORING
+    )
 
 
 def test_world_with_drift_is_flagged_and_the_drifted_features_named(drifted, drifted_world):
@@ -111,14 +117,16 @@ def test_customer_id_column_and_missing_columns_are_handled():
     ref["when"] = pd.Timestamp("2025-01-01")
     cur = pd.DataFrame({"customer_id": [f"d{i}" for i in range(n)], "a": rng.normal(2, 1, n)})
     cur["when"] = pd.Timestamp("2025-01-01")
-    r = detect_drift(ref, cur)
+    r = detect_drift(ref, cur, settings=MONITORING)
     assert r.drifted_columns == ["a"]
     assert r.skipped["only_ref"] == "missing from the current data"
     assert r.skipped["when"].startswith("unsupported type")
     assert r.predictions.empty and r.prediction_drift == {}
     with pytest.raises(ValueError, match="share no column"):
         detect_drift(
-            ref[["customer_id", "a"]], cur.rename(columns={"a": "b"})[["customer_id", "b"]]
+            ref[["customer_id", "a"]],
+            cur.rename(columns={"a": "b"})[["customer_id", "b"]],
+            settings=MONITORING,
         )
 
 
@@ -128,7 +136,11 @@ def test_evidently_report_agrees_and_writes_html(drifted_world, tmp_path):
     w = drifted_world
     columns = ["events_app_90d", "tenure_days", "purchases_7d", "segment", "nps_class_last"]
     r = detect_drift(
-        w.reference[columns], w.current[columns], w.reference_predictions, w.current_predictions
+        w.reference[columns],
+        w.current[columns],
+        w.reference_predictions,
+        w.current_predictions,
+        settings=MONITORING,
     )
     snapshot = r.evidently_snapshot()
     values = evidently_values(snapshot)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from configs import load_settings
 from features.labels import build_labels
 from monitoring.outcomes import matured_labels
 from monitoring.performance import NOT_ENOUGH, OK, matured_performance
@@ -19,6 +20,7 @@ AS_OF = pd.Timestamp("2025-06-01", tz="UTC")
 MATURED = pd.Timestamp("2025-01-01", tz="UTC")  # + 90 days = 2025-04-01 <= AS_OF
 PENDING = pd.Timestamp("2025-04-01", tz="UTC")  # + 90 days = 2025-06-30 > AS_OF
 N = 2000
+MONITORING = load_settings().monitoring
 
 
 def _frames(kind: str, seed: int = 0):
@@ -45,7 +47,7 @@ def _frames(kind: str, seed: int = 0):
 def test_perfect_predictions():
     scores, labels = _frames("perfect")
     promised = {"churn.roc_auc": 0.8, "clv.gini_normalized": 0.6, "other": 1.0}
-    r = matured_performance(scores, labels, AS_OF, HORIZON, promised)
+    r = matured_performance(scores, labels, AS_OF, HORIZON, promised, settings=MONITORING)
     assert r.status == OK
     assert r.score_as_of == MATURED and r.n == N
     assert r.n_pending == N  # the later scores are left out
@@ -60,13 +62,15 @@ def test_perfect_predictions():
     assert list(r.by_score_date["score_as_of"]) == [MATURED]
     assert r.calibration["n"].sum() == N
     json.dumps(r.to_dict())
-    summary = build_summary(AS_OF, performance=r)
+    summary = build_summary(AS_OF, performance=r, settings=MONITORING)
     assert summary["retrain_due"] is False
 
 
 def test_random_predictions_are_no_better_than_chance_and_trigger_a_retrain():
     scores, labels = _frames("random")
-    r = matured_performance(scores, labels, AS_OF, HORIZON, {"churn.roc_auc": 0.8})
+    r = matured_performance(
+        scores, labels, AS_OF, HORIZON, {"churn.roc_auc": 0.8}, settings=MONITORING
+    )
     assert r.metrics["churn.roc_auc"] == pytest.approx(0.5, abs=0.05)
     assert r.metrics["clv.gini_normalized"] == pytest.approx(0.0, abs=0.1)
     summary = build_summary(AS_OF, performance=r, settings=MonitoringSettings())
@@ -80,28 +84,28 @@ def test_random_predictions_are_no_better_than_chance_and_trigger_a_retrain():
 def test_only_unmatured_scores_say_not_enough_data():
     scores, labels = _frames("perfect")
     late = scores[scores["as_of"] == PENDING]
-    r = matured_performance(late, labels, AS_OF, HORIZON)
+    r = matured_performance(late, labels, AS_OF, HORIZON, settings=MONITORING)
     assert r.status == NOT_ENOUGH and r.metrics == {} and r.n == 0
     assert r.n_pending == N
     assert "not enough data yet" in r.message
     # A few matured rows are not enough either.
-    r = matured_performance(scores.iloc[:50], labels, AS_OF, HORIZON)
+    r = matured_performance(scores.iloc[:50], labels, AS_OF, HORIZON, settings=MONITORING)
     assert r.status == NOT_ENOUGH and r.n == 50
-    summary = build_summary(AS_OF, performance=r)
+    summary = build_summary(AS_OF, performance=r, settings=MONITORING)
     assert summary["retrain_due"] is False
     assert any("not enough data yet" in n for n in summary["notes"])
 
 
 def test_scores_without_a_label_are_counted_not_used():
     scores, labels = _frames("perfect")
-    r = matured_performance(scores, labels.iloc[5:], AS_OF, HORIZON)
+    r = matured_performance(scores, labels.iloc[5:], AS_OF, HORIZON, settings=MONITORING)
     assert r.n == N - 5 and r.n_unlabelled == 5
 
 
 def test_missing_columns_are_named():
     scores, labels = _frames("perfect")
     with pytest.raises(ValueError, match=r"missing column\(s\) \['clv'\]"):
-        matured_performance(scores.drop(columns="clv"), labels, AS_OF, HORIZON)
+        matured_performance(scores.drop(columns="clv"), labels, AS_OF, HORIZON, settings=MONITORING)
 
 
 def test_matured_labels_from_a_world(drifted_world):
@@ -118,7 +122,7 @@ def test_matured_labels_from_a_world(drifted_world):
     expected = build_labels(tables, matured_at, HORIZON)
     got = labels.set_index("customer_id")[["churned", "future_value"]]
     pd.testing.assert_frame_equal(got, expected, check_names=False)
-    r = matured_performance(scores, labels, as_of, HORIZON)
+    r = matured_performance(scores, labels, as_of, HORIZON, settings=MONITORING)
     assert r.status == OK and r.n == len(ref) and r.n_pending == len(ref)
     # The formula knows something about churn.
     assert r.metrics["churn.roc_auc"] > 0.55
@@ -130,7 +134,11 @@ def test_matured_labels_from_a_world(drifted_world):
 
 def test_pending_counted_elsewhere_adds_to_the_pending_scores():
     scores, labels = _frames("perfect")
-    r = matured_performance(scores, labels, AS_OF, HORIZON, pending_elsewhere=500)
+    r = matured_performance(
+        scores, labels, AS_OF, HORIZON, pending_elsewhere=500, settings=MONITORING
+    )
     assert r.n_pending == N + 500 and r.n == N
     with pytest.raises(ValueError, match="pending_elsewhere"):
-        matured_performance(scores, labels, AS_OF, HORIZON, pending_elsewhere=-1)
+        matured_performance(
+            scores, labels, AS_OF, HORIZON, pending_elsewhere=-1, settings=MONITORING
+        )

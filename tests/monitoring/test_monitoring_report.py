@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
+from configs import load_settings
 from monitoring.drift import detect_drift
 from monitoring.effect import outreach_effect
 from monitoring.kpis import cx_kpis
@@ -17,6 +18,7 @@ from monitoring.report import build_summary, render_report, save_report
 from monitoring.settings import MonitoringSettings
 
 AS_OF = pd.Timestamp("2025-12-31", tz="UTC")
+MONITORING = load_settings().monitoring
 
 
 def _performance(auc_noise: float = 0.0, seed: int = 0):
@@ -33,7 +35,7 @@ def _performance(auc_noise: float = 0.0, seed: int = 0):
         {"as_of": made, "customer_id": ids, "churned": churned, "future_value": value}
     )
     promised = {"churn.roc_auc": 0.9, "churn.brier": 0.1, "clv.gini_normalized": 0.7}
-    return matured_performance(scores, labels, AS_OF, 90, promised), labels
+    return matured_performance(scores, labels, AS_OF, 90, promised, settings=MONITORING), labels
 
 
 def _effect():
@@ -43,13 +45,13 @@ def _effect():
             rows.append((f"{group}{i}", group, i < rate * n))
     frame = pd.DataFrame(rows, columns=["customer_id", "group", "churned"])
     frame["as_of"] = pd.Timestamp("2025-06-01", tz="UTC")
-    return outreach_effect(frame.drop(columns="churned"), frame, AS_OF, 90)
+    return outreach_effect(frame.drop(columns="churned"), frame, AS_OF, 90, settings=MONITORING)
 
 
 def test_summary_thresholds(stable_world):
     w = stable_world
-    drift = detect_drift(w.reference, w.current)
-    assert build_summary(AS_OF, drift=drift)["retrain_due"] is False
+    drift = detect_drift(w.reference, w.current, settings=MONITORING)
+    assert build_summary(AS_OF, drift=drift, settings=MONITORING)["retrain_due"] is False
     strict = MonitoringSettings(drift_share_threshold=0.05)
     drift_strict = detect_drift(w.reference, w.current, settings=strict)
     summary = build_summary(AS_OF, drift=drift_strict, settings=strict)
@@ -58,13 +60,13 @@ def test_summary_thresholds(stable_world):
     assert summary["drift_share"] == pytest.approx(drift.drift_share)
     # Floors: a good model passes the default floors and fails impossible ones.
     perf, _ = _performance(auc_noise=0.2)
-    assert build_summary(AS_OF, performance=perf)["retrain_due"] is False
+    assert build_summary(AS_OF, performance=perf, settings=MONITORING)["retrain_due"] is False
     high = MonitoringSettings(min_roc_auc=0.999, min_gini=0.99)
     summary = build_summary(AS_OF, performance=perf, settings=high)
     assert summary["retrain_due"] is True and len(summary["reasons"]) == 2
     assert "promised 0.900" in summary["reasons"][0]
     # Nothing run: nothing due.
-    empty = build_summary("2025-12-31")
+    empty = build_summary("2025-12-31", settings=MONITORING)
     assert empty == {
         "as_of": "2025-12-31T00:00:00+00:00",
         "drift_share": None,
@@ -83,12 +85,16 @@ def test_summary_thresholds(stable_world):
 
 def test_full_report_page(drifted_world, tmp_path):
     w = drifted_world
-    drift = detect_drift(w.reference, w.current, w.reference_predictions, w.current_predictions)
+    drift = detect_drift(
+        w.reference, w.current, w.reference_predictions, w.current_predictions, settings=MONITORING
+    )
     perf, _ = _performance(auc_noise=0.2)
     effect = _effect()
     scores = w.current_predictions.reset_index()
-    kpis = cx_kpis(w.tables, scores, AS_OF)
-    summary = build_summary(AS_OF, drift=drift, performance=perf, effect=effect)
+    kpis = cx_kpis(w.tables, scores, AS_OF, settings=MONITORING)
+    summary = build_summary(
+        AS_OF, drift=drift, performance=perf, effect=effect, settings=MONITORING
+    )
     json.dumps(summary)
     assert summary["retrain_due"] is True
     page = render_report(summary, kpis=kpis, effect=effect, performance=perf, drift=drift)
@@ -104,7 +110,7 @@ def test_full_report_page(drifted_world, tmp_path):
 def test_evidently_performance_report(tmp_path):
     perf, labels = _performance(auc_noise=0.2)
     reference = labels.assign(churn_probability=0.3, clv=50.0)
-    path = perf.save_html(tmp_path / "performance.html", reference=reference)
+    path = perf.save_html(tmp_path / "performance.html", reference=reference, settings=MONITORING)
     text = path.read_text(encoding="utf-8")
     assert len(text) > 10_000
 

@@ -100,7 +100,7 @@ def test_too_few_matured_outcomes_say_not_enough_data():
     for key in ("churn_rate_contact", "churn_rate_control", "difference", "relative_effect"):
         assert o[key] is None
     assert o["churned_contact"] is None and o["churned_control"] is None
-    summary = build_summary(AS_OF, effect=effect)
+    summary = build_summary(AS_OF, effect=effect, settings=SETTINGS)
     assert summary["outreach_status"] == NOT_ENOUGH
     page = render_report(summary, effect=effect)
     assert "not enough data yet" in page

@@ -7,7 +7,8 @@ import json
 import pandas as pd
 import pytest
 
-from monitoring.cli import MATURED_DATES, _for_performance, past_scores
+from monitoring.monitor import MATURED_DATES, for_performance, past_scores
+from serving.score_store import ScoreStore
 
 CUTOFF = pd.Timestamp("2026-01-01", tz="UTC")
 HORIZON = 90  # matured: made on or before 2025-10-03
@@ -41,7 +42,7 @@ def history(tmp_path):
 
 def test_reads_only_the_matured_dates_and_kpi_window_starts(history):
     root, dates = history
-    past, pending = past_scores(str(root), CUTOFF, HORIZON, kpi_windows_days=(30, 90))
+    past, pending = past_scores(ScoreStore(root), CUTOFF, HORIZON, kpi_windows_days=(30, 90))
     matured = [d for d in dates if d + pd.Timedelta(days=HORIZON) <= CUTOFF]
     window_30 = max(d for d in dates if d <= CUTOFF - pd.Timedelta(days=30))
     window_90 = max(d for d in dates if d <= CUTOFF - pd.Timedelta(days=90))
@@ -54,11 +55,11 @@ def test_reads_only_the_matured_dates_and_kpi_window_starts(history):
         5 + i % 3 for i, d in enumerate(dates) if d + pd.Timedelta(days=HORIZON) > CUTOFF
     )
 
-    perf = _for_performance(past, CUTOFF, HORIZON)
+    perf = for_performance(past, CUTOFF, HORIZON)
     assert sorted(perf["as_of"].unique()) == matured[-MATURED_DATES:]
 
 
 def test_no_snapshots_gives_none_and_nothing_pending(tmp_path):
-    past, pending = past_scores(str(tmp_path), CUTOFF, HORIZON, kpi_windows_days=(30,))
+    past, pending = past_scores(ScoreStore(tmp_path), CUTOFF, HORIZON, kpi_windows_days=(30,))
     assert past is None and pending == 0
-    assert len(_for_performance(past, CUTOFF, HORIZON)) == 0
+    assert len(for_performance(past, CUTOFF, HORIZON)) == 0

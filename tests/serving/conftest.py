@@ -50,11 +50,12 @@ def train_world(root: Path) -> TrainedWorld:
     """Write the world under `root/data` and register champions in `root/mlruns`."""
     import mlflow
 
+    from model.registry import Registry
+    from training.churn import ChurnTrainer
+    from training.clv import ClvTrainer
     from training.frames import build_training_data
-    from training.models import ChurnModel, ClvModel
     from training.pipeline import _split_fit_valid
-    from training.registry import connect, ensure_experiment, record_promotion
-    from training.run import _log_model
+    from training.tracking import log_model
 
     data_dir = root / "data"
     write_world(generate_world(WORLD_CUSTOMERS, WORLD_SEED), data_dir)
@@ -67,30 +68,22 @@ def train_world(root: Path) -> TrainedWorld:
         "early_stopping_rounds": t.early_stopping_rounds,
     }
     models = {
-        "churn": ChurnModel(dict(t.churn_params), **boosting).fit(
+        "churn": ChurnTrainer(dict(t.churn_params), **boosting).fit(
             X_fit, y_fit["churned"], X_valid, y_valid["churned"]
         ),
-        "clv": ClvModel(dict(t.clv_params), **boosting).fit(
+        "clv": ClvTrainer(dict(t.clv_params), **boosting).fit(
             X_fit, y_fit["future_value"], X_valid, y_valid["future_value"]
         ),
     }
     uri = f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
-    previous = mlflow.get_tracking_uri()
-    try:
-        client = connect(uri)
-        experiment = ensure_experiment(client, t.experiment, uri)
-        with mlflow.start_run(experiment_id=experiment, run_name="serving-test-fixture"):
-            for kind, model in models.items():
-                info = _log_model(kind, model, X_eval, root / "models")
-                record_promotion(
-                    client,
-                    kind,
-                    str(info.registered_model_version),
-                    kind="manual",
-                    reason="serving test fixture",
-                )
-    finally:
-        mlflow.set_tracking_uri(previous)
+    registry = Registry(uri)
+    experiment = registry.ensure_experiment(t.experiment)
+    with registry.active(), mlflow.start_run(experiment_id=experiment, run_name="serving-fixture"):
+        for kind, model in models.items():
+            info = log_model(kind, model, X_eval, root / "models")
+            registry.record_promotion(
+                kind, str(info.registered_model_version), kind="manual", reason="serving fixture"
+            )
     return TrainedWorld(data_dir, uri, settings)
 
 
@@ -118,15 +111,10 @@ def score_as_of() -> pd.Timestamp:
 @pytest.fixture(scope="session")
 def champions(trained_world):
     """The champions of `trained_world`, loaded once (read-only)."""
-    import mlflow
+    from model.registry import Registry
+    from serving.core.champions import load_champions
 
-    from serving.scoring import load_champions
-
-    previous = mlflow.get_tracking_uri()
-    try:
-        return load_champions(trained_world.tracking_uri)
-    finally:
-        mlflow.set_tracking_uri(previous)
+    return load_champions(Registry(trained_world.tracking_uri))
 
 
 @pytest.fixture(scope="session")

@@ -7,20 +7,19 @@ import pytest
 from typer.testing import CliRunner
 
 from configs import settings_from_dict
-from serving import outreach_cli
-from serving.outreach import (
+from serving.outreach import cli as outreach_cli
+from serving.outreach.dispatch import FILE_COLUMNS
+from serving.outreach.outbox import Outbox, read_outbox
+from serving.outreach.policy import (
     CONTACT,
     CONTROL,
-    Outbox,
     OutreachError,
     campaign_window,
     control_draw,
     idempotency_key,
-    read_outbox,
-    run_outreach,
     select_contacts,
 )
-from serving.outreach_dispatch import FILE_COLUMNS
+from serving.outreach.run import run_outreach
 
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
 

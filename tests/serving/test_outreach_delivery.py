@@ -19,7 +19,9 @@ import pandas as pd
 import pytest
 
 from configs import settings_from_dict
-from serving.outreach import CONTACT, CONTROL, read_outbox, run_outreach
+from serving.outreach.outbox import read_outbox
+from serving.outreach.policy import CONTACT, CONTROL
+from serving.outreach.run import run_outreach
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = pd.Timestamp("2026-01-01", tz="UTC")
@@ -223,7 +225,7 @@ KILLABLE = textwrap.dedent(
     import json, sys
     import pandas as pd
     from configs import settings_from_dict
-    from serving.outreach import run_outreach
+    from serving.outreach.run import run_outreach
 
     scored_path, config, as_of, data_dir, url = sys.argv[1:]
     run_outreach(pd.read_parquet(scored_path), as_of, settings_from_dict(json.loads(config)),

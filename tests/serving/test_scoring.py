@@ -9,28 +9,39 @@ import pytest
 
 from configs import TierSettings, settings_from_dict
 from features.build import build_features
+from features.contract import to_utc
 from features.synthetic import generate_world
 from features.validate import validate
-from serving import reasons
-from serving.batch import (
+from model.registry import Registry
+from model.schema import feature_matrix
+from serving.core import reasons
+from serving.core.champions import Champions, NoChampionError, load_champions
+from serving.core.columns import SCORE_COLUMNS
+from serving.core.explain import explain
+from serving.core.ranking import (
+    ScoredList,
     _ranking,
-    load_latest_snapshot,
     rank_features,
-    save_snapshot,
     score_population,
     write_scores,
 )
-from serving.columns import SCORE_COLUMNS
-from serving.reasons import describe
-from serving.scoring import (
-    Champions,
-    NoChampionError,
+from serving.core.reasons import describe
+from serving.core.scoring import (
     assign_tier,
-    explain,
-    feature_matrix,
-    load_champions,
     score_frame,
 )
+from serving.score_store import ScoreStore
+
+
+def save_snapshot(root, as_of, scores, features):
+    """A ranked list and its features stored as the latest scored list under `root`."""
+    return ScoreStore(root).save(ScoredList(to_utc(as_of), scores, features))
+
+
+def load_latest_snapshot(root):
+    latest = ScoreStore(root).latest()
+    return latest.as_of, latest.ranked, latest.features
+
 
 # --------------------------------------------------------------------------- tiers
 
@@ -236,25 +247,25 @@ def test_explain_refuses_misaligned_rows():
 # --------------------------------------------------------------------------- with champions
 
 
-def test_feature_matrix_matches_conform(champions, world_features):
-    from training.models import conform
-
+def test_feature_matrix_holds_the_values_and_training_codes(champions, world_features):
     X = world_features.head(50).copy()
     X["segment"] = X["segment"].astype(object)  # plain strings work like categoricals
     X.iloc[0, X.columns.get_loc("segment")] = "a segment never seen in training"
     X = X.drop(columns=["nps_mean"])
     schema = champions.churn.schema
     M = feature_matrix(X, schema)
-    Xc = conform(X, schema)
     j = list(schema.columns).index("segment")
     assert np.isnan(M[0, j])
     assert np.isnan(M[:, list(schema.columns).index("nps_mean")]).all()
 
     def column(c):
+        if c not in X.columns:
+            return np.full(len(X), np.nan)
         if c not in schema.categories:
-            return Xc[c].to_numpy()
-        codes = Xc[c].cat.codes.to_numpy().astype(float)
-        return np.where(codes < 0, np.nan, codes)  # -1 is pandas' "missing" code
+            return X[c].to_numpy(dtype=float, na_value=np.nan)
+        levels = list(schema.categories[c])
+        codes = pd.Categorical(X[c].astype(object), categories=levels).codes.astype(float)
+        return np.where(codes < 0, np.nan, codes)  # -1: missing or a level training never saw
 
     expected = np.column_stack([column(c) for c in schema.columns])
     np.testing.assert_array_equal(np.isnan(M), np.isnan(expected))
@@ -319,8 +330,8 @@ def test_score_population_ranks_everyone_with_reasons_for_the_top_n_only(
     settings = settings_from_dict({"scoring": {"reasons_top_n": 7, "batch_size": 1000}})
     messages: list[str] = []
     ranked = score_population(
-        world_tables, score_as_of, settings, champions, progress=messages.append
-    )
+        world_tables, score_as_of, champions, settings, progress=messages.append
+    ).ranked
     assert len(world_features) > 1000  # more than one batch
     assert list(ranked.columns) == list(SCORE_COLUMNS)
     assert isinstance(ranked.index, pd.RangeIndex) and ranked.index.start == 0
@@ -399,22 +410,15 @@ def test_snapshot_store_round_trip_and_latest(tmp_path):
 
 
 def test_no_champion_says_how_to_train_one(trained_world, monkeypatch):
-    import mlflow
-
-    from training import registry
-
+    registry = Registry(trained_world.tracking_uri)
     real = registry.alias_version
     monkeypatch.setattr(
         registry,
         "alias_version",
-        lambda c, name, alias: None if name == "clv" else real(c, name, alias),
+        lambda name, alias: None if name == "clv" else real(name, alias),
     )
-    previous = mlflow.get_tracking_uri()
-    try:
-        with pytest.raises(NoChampionError, match=r"model 'clv' .*retain train --data DIR"):
-            load_champions(trained_world.tracking_uri)
-    finally:
-        mlflow.set_tracking_uri(previous)
+    with pytest.raises(NoChampionError, match=r"model 'clv' .*retain train --data DIR"):
+        load_champions(registry)
 
 
 def test_champions_refuse_models_of_the_wrong_kind(champions):

@@ -32,10 +32,12 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from serving.batch import rank_features, save_snapshot
-from serving.cli import resolve_api_key
-from serving.columns import REASON_COLUMNS
-from serving.scoring import score_frame
+from features.contract import to_utc
+from serving.core.columns import REASON_COLUMNS
+from serving.core.ranking import ScoredList, rank_features
+from serving.core.scoring import score_frame
+from serving.http.keys import resolve_api_key
+from serving.score_store import ScoreStore
 
 KEYS = ("test-key-one", "test-key-two")
 MAX_ITEMS = 60
@@ -48,6 +50,11 @@ service:
 """
 START_TIMEOUT_S = 180
 NUMBERS = ("churn_probability", "clv", "clv_low", "clv_high", "value_at_risk")
+
+
+def save_snapshot(root, as_of, scores, features):
+    """A ranked list and its features stored as the latest scored list under `root`."""
+    return ScoreStore(root).save(ScoredList(to_utc(as_of), scores, features))
 
 
 class Server(NamedTuple):
@@ -221,18 +228,21 @@ def test_scores_by_id_equal_batch_scoring_and_unknown_ids_fail_alone(
 def test_the_service_core_scores_records_like_score_frame(server, champions, trained_world):
     """Without HTTP, on more customers: the record path (no DataFrame per request) gives
     score_frame's numbers and reasons, whatever values are missing."""
-    from serving.api import ServiceCore, SnapshotStore
+    from serving.http.core import ServiceCore
+    from serving.http.loaded import LatestList
 
     X = _sample(server.features, 300)
-    core = ServiceCore(champions, trained_world.settings, SnapshotStore(None, champions, None))
+    core = ServiceCore(champions, trained_world.settings, LatestList(None, champions))
     results = core.score(records=_records(X)).model_dump()["results"]
     _assert_scores_equal(results, score_frame(X, champions, trained_world.settings))
 
 
 def test_without_a_snapshot_ids_and_at_risk_say_to_run_retain_score(champions, trained_world):
-    from serving.api import Refused, ServiceCore, SnapshotStore
+    from serving.http.core import ServiceCore
+    from serving.http.loaded import LatestList
+    from serving.http.payloads import Refused
 
-    core = ServiceCore(champions, trained_world.settings, SnapshotStore(None, champions, None))
+    core = ServiceCore(champions, trained_world.settings, LatestList(None, champions))
     for call in (lambda: core.score(customer_ids=["C1"]), lambda: core.at_risk(n=3)):
         with pytest.raises(Refused, match="retain score") as refused:
             call()
@@ -241,11 +251,11 @@ def test_without_a_snapshot_ids_and_at_risk_say_to_run_retain_score(champions, t
 
 
 def test_a_new_snapshot_is_picked_up_when_latest_moves(tmp_path, server, champions, trained_world):
-    from serving.api import ServiceCore, SnapshotStore
-    from serving.batch import load_latest_snapshot
+    from serving.http.core import ServiceCore
+    from serving.http.loaded import LatestList
 
     settings = trained_world.settings
-    store = SnapshotStore(tmp_path, champions, load_latest_snapshot)
+    store = LatestList(ScoreStore(tmp_path), champions)
     core = ServiceCore(champions, settings, store)
     with pytest.raises(Exception, match="retain score"):
         core.at_risk(n=1)

@@ -24,8 +24,11 @@ from configs import Settings, settings_from_dict
 from features.contract import Tables
 from features.synthetic import generate_world
 from features.validate import validate
+from model.churn import ChurnModel
+from model.clv import ClvModel
+from training.churn import ChurnTrainer
+from training.clv import ClvTrainer
 from training.frames import TrainingData, build_training_data
-from training.models import ChurnModel, ClvModel
 from training.pipeline import _split_fit_valid
 
 SYNTHETIC_CUSTOMERS = 4000
@@ -87,7 +90,7 @@ def synthetic_split(synthetic_training_data) -> SplitFrames:
 @pytest.fixture(scope="session")
 def fitted_churn_model(synthetic_split) -> ChurnModel:
     s = synthetic_split
-    return ChurnModel(FAST_LGB_PARAMS, seed=0, **FAST_BOOSTING).fit(
+    return ChurnTrainer(FAST_LGB_PARAMS, seed=0, **FAST_BOOSTING).fit(
         s.X_fit, s.y_fit["churned"], s.X_valid, s.y_valid["churned"]
     )
 
@@ -95,6 +98,6 @@ def fitted_churn_model(synthetic_split) -> ChurnModel:
 @pytest.fixture(scope="session")
 def fitted_clv_model(synthetic_split) -> ClvModel:
     s = synthetic_split
-    return ClvModel(FAST_LGB_PARAMS, seed=0, **FAST_BOOSTING).fit(
+    return ClvTrainer(FAST_LGB_PARAMS, seed=0, **FAST_BOOSTING).fit(
         s.X_fit, s.y_fit["future_value"], s.X_valid, s.y_valid["future_value"]
     )

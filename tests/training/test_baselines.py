@@ -76,7 +76,7 @@ def test_rfm_summary_exact():
 
 
 def test_rfm_summary_mid_day_cutoff_and_population_without_churn_table():
-    got = rfm_summary(_tables(with_churn_table=False), "2024-04-01 12:00")
+    got = rfm_summary(_tables(with_churn_table=False), "2024-04-01 12:00", load_settings())
     # Without a churn table the population is customers with a purchase: C drops out, and A's
     # purchase at midnight on April 1 is now before the cutoff.
     assert list(got.index) == ["A", "B", "D"]

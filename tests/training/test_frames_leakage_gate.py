@@ -5,13 +5,13 @@ import pytest
 from configs import GateSettings, settings_from_dict
 from features.validate import validate
 from training.frames import build_training_data, default_known_until, plan_cutoffs
+from training.gate import gate_decision
 from training.leakage import (
     LeakageError,
     check_leakage,
     future_dated_attributes,
     separating_features,
 )
-from training.registry import gate_decision
 
 UTC = "UTC"
 

@@ -1,5 +1,5 @@
-"""Unit tests of `training.models` on small hand-made frames: the feature schema and `conform`,
-the calibrators, and both models on planted signals (fit, predictions, contributions, errors,
+"""Unit tests of the models (`model.*` and their trainers `training.churn` / `training.clv`) on
+small hand-made frames: the feature schema and `feature_matrix`, the calibrators, and both models on planted signals (fit, predictions, contributions, errors,
 determinism)."""
 
 from __future__ import annotations
@@ -11,16 +11,9 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from training.models import (
-    TWEEDIE_POWERS,
-    ChurnModel,
-    ClvModel,
-    FeatureSchema,
-    IsotonicCalibrator,
-    PlattCalibrator,
-    align_categories,
-    conform,
-)
+from model.schema import FeatureSchema, align_categories, feature_matrix
+from training.churn import ChurnTrainer, fit_isotonic, fit_platt
+from training.clv import TWEEDIE_POWERS, ClvTrainer
 
 FAST = {"num_threads": 1}
 CLV_CANDIDATES = {f"tweedie_{p}" for p in TWEEDIE_POWERS} | {"two_part"}
@@ -74,10 +67,10 @@ def planted_value(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
     return X, pd.Series(np.where(buys, amount, 0.0), index=X.index, name="future_value")
 
 
-def fit_churn(seed: int = 0, n: int = 3000) -> tuple[ChurnModel, pd.DataFrame, pd.Series]:
+def fit_churn(seed: int = 0, n: int = 3000) -> tuple:
     X, y, _ = planted_churn(n, seed=10 + seed)
     Xv, yv, _ = planted_churn(n // 2, seed=20 + seed)
-    model = ChurnModel(FAST, num_boost_round=150, early_stopping_rounds=20, seed=seed)
+    model = ChurnTrainer(FAST, num_boost_round=150, early_stopping_rounds=20, seed=seed)
     return model.fit(X, y, Xv, yv), Xv, yv
 
 
@@ -91,7 +84,7 @@ def planted_churn_model():
 def planted_clv_model():
     X, y = planted_value(3000, seed=1)
     Xv, yv = planted_value(1500, seed=2)
-    return ClvModel(FAST, num_boost_round=150, early_stopping_rounds=20).fit(X, y, Xv, yv)
+    return ClvTrainer(FAST, num_boost_round=150, early_stopping_rounds=20).fit(X, y, Xv, yv)
 
 
 # --------------------------------------------------------------------------- schema
@@ -118,7 +111,7 @@ def test_schema_from_frame_and_dict_round_trip():
         "columns": ["spend", "plan", "visits", "vip"],
         "categories": {"plan": ["basic", "premium"]},
     }
-    # It survives JSON (how `training.persist` stores it) unchanged.
+    # It survives JSON (how `model.artifact` stores it) unchanged.
     assert FeatureSchema.from_dict(json.loads(json.dumps(as_dict))) == schema
 
 
@@ -190,10 +183,10 @@ def test_align_categories_column_mismatch_is_a_clear_error():
     assert align_categories([]) == []
 
 
-# --------------------------------------------------------------------------- conform
+# --------------------------------------------------------------------------- feature matrix
 
 
-def test_conform_matches_a_frame_to_the_training_schema():
+def test_feature_matrix_matches_a_frame_to_the_training_schema():
     schema = FeatureSchema.from_frame(_mixed_frame())
     scoring = pd.DataFrame(
         {
@@ -205,32 +198,30 @@ def test_conform_matches_a_frame_to_the_training_schema():
         index=pd.Index(["p", "q", "r"], name="customer_id"),
     )
     before = scoring.copy()
-    out = conform(scoring, schema)
-    assert list(out.columns) == ["spend", "plan", "visits", "vip"]  # order; extra dropped
-    assert out.index.equals(scoring.index)
-    assert out["spend"].dtype == np.float64 and out["spend"].tolist() == [5.0, 6.0, 7.0]
-    assert out["visits"].dtype == np.float64 and out["visits"].isna().all()  # missing -> NaN
-    assert out["vip"].tolist() == [0.0, 1.0, 0.0]
-    assert list(out["plan"].cat.categories) == ["basic", "premium"]
-    assert out["plan"].iloc[0] == "premium"
-    assert out["plan"].isna().tolist() == [False, True, True]  # unseen level -> NaN
+    M = feature_matrix(scoring, schema)
+    assert schema.columns == ("spend", "plan", "visits", "vip")  # order; extra dropped
+    assert M.dtype == np.float64 and M.shape == (3, 4)
+    assert M[:, 0].tolist() == [5.0, 6.0, 7.0]
+    assert np.isnan(M[:, 2]).all()  # missing column -> NaN
+    assert M[:, 3].tolist() == [0.0, 1.0, 0.0]
+    assert schema.categories["plan"] == ("basic", "premium")
+    assert M[0, 1] == 1.0  # premium's training code
+    assert np.isnan(M[1:, 1]).all()  # unseen level and missing -> NaN
     pd.testing.assert_frame_equal(scoring, before)
 
 
-def test_conform_maps_categoricals_by_value_not_by_code():
+def test_feature_matrix_maps_categoricals_by_value_not_by_code():
     schema = FeatureSchema.from_frame(_mixed_frame())
     # The same levels in another order: codes differ, values must not.
     plan = pd.Categorical(["premium", "basic"], categories=["premium", "basic"])
-    out = conform(pd.DataFrame({"spend": [1.0, 2.0], "plan": plan}), schema)
-    assert out["plan"].tolist() == ["premium", "basic"]
-    assert out["plan"].cat.codes.tolist() == [1, 0]  # the training codes: basic 0, premium 1
+    M = feature_matrix(pd.DataFrame({"spend": [1.0, 2.0], "plan": plan}), schema)
+    assert M[:, 1].tolist() == [1.0, 0.0]  # the training codes: basic 0, premium 1
 
 
-def test_conform_all_missing_categorical_column_keeps_the_levels():
+def test_feature_matrix_all_missing_categorical_column_is_missing():
     schema = FeatureSchema.from_frame(_mixed_frame())
-    out = conform(pd.DataFrame({"spend": [1.0, 2.0]}), schema)
-    assert list(out["plan"].cat.categories) == ["basic", "premium"]
-    assert out["plan"].isna().all()
+    M = feature_matrix(pd.DataFrame({"spend": [1.0, 2.0]}), schema)
+    assert np.isnan(M[:, 1]).all()
 
 
 @pytest.mark.parametrize(
@@ -242,18 +233,18 @@ def test_conform_all_missing_categorical_column_keeps_the_levels():
     ],
     ids=["object", "string", "categorical"],
 )
-def test_conform_numeric_feature_given_as_text_is_a_clear_error(spend):
+def test_feature_matrix_numeric_feature_given_as_text_is_a_clear_error(spend):
     schema = FeatureSchema.from_frame(_mixed_frame())
     with pytest.raises(ValueError, match="feature 'spend' should be numeric"):
-        conform(pd.DataFrame({"spend": spend, "visits": [1, 2]}), schema)
+        feature_matrix(pd.DataFrame({"spend": spend, "visits": [1, 2]}), schema)
 
 
-def test_conform_refuses_frames_it_cannot_match():
+def test_feature_matrix_refuses_frames_it_cannot_match():
     schema = FeatureSchema.from_frame(_mixed_frame())
     with pytest.raises(ValueError, match="none of the model's 4 feature columns"):
-        conform(pd.DataFrame({"other": [1.0]}), schema)
+        feature_matrix(pd.DataFrame({"other": [1.0]}), schema)
     with pytest.raises(ValueError, match="expected a pandas DataFrame"):
-        conform(np.zeros((2, 4)), schema)
+        feature_matrix(np.zeros((2, 4)), schema)
 
 
 # --------------------------------------------------------------------------- calibrators
@@ -268,7 +259,7 @@ def _calibration_sample(n: int = 4000, seed: int = 0):
 
 def test_platt_recovers_the_slope_and_is_monotone():
     raw, y = _calibration_sample()
-    cal = PlattCalibrator.fit(raw, y)
+    cal = fit_platt(raw, y)
     assert cal.kind == "platt"
     assert cal.slope == pytest.approx(0.5, abs=0.1)
     assert cal.intercept == pytest.approx(-1.0, abs=0.15)
@@ -281,7 +272,7 @@ def test_platt_recovers_the_slope_and_is_monotone():
 
 def test_isotonic_is_non_decreasing_and_clipped_beyond_the_data():
     raw, y = _calibration_sample(seed=1)
-    cal = IsotonicCalibrator.fit(raw, y)
+    cal = fit_isotonic(raw, y)
     assert cal.kind == "isotonic"
     grid = np.linspace(raw.min() - 5, raw.max() + 5, 2001)
     p = cal.predict(grid)
@@ -329,7 +320,7 @@ def test_churn_contributions_add_up_to_the_raw_score(planted_churn_model):
     bias = raw - contrib.sum(axis=1).to_numpy()
     np.testing.assert_allclose(bias, bias[0], atol=1e-9)
     booster_bias = model.booster.predict(
-        conform(X, model.schema), pred_contrib=True, num_iteration=model.best_iteration
+        feature_matrix(X, model.schema), pred_contrib=True, num_iteration=model.best_iteration
     )[:, -1]
     np.testing.assert_allclose(contrib.sum(axis=1).to_numpy() + booster_bias, raw, atol=1e-9)
     # The planted driver explains the most; the noise column little.
@@ -352,7 +343,7 @@ def test_churn_fit_does_not_change_its_inputs():
     X, y, _ = planted_churn(600, seed=3)
     Xv, yv, _ = planted_churn(400, seed=4)
     copies = [X.copy(), y.copy(), Xv.copy(), yv.copy()]
-    ChurnModel(FAST, num_boost_round=10, early_stopping_rounds=5).fit(X, y, Xv, yv)
+    ChurnTrainer(FAST, num_boost_round=10, early_stopping_rounds=5).fit(X, y, Xv, yv)
     pd.testing.assert_frame_equal(X, copies[0])
     pd.testing.assert_series_equal(y, copies[1])
     pd.testing.assert_frame_equal(Xv, copies[2])
@@ -361,7 +352,7 @@ def test_churn_fit_does_not_change_its_inputs():
 
 def _churn_error(X, y, Xv, yv, words):
     with pytest.raises(ValueError, match=words):
-        ChurnModel(FAST, num_boost_round=5, early_stopping_rounds=2).fit(X, y, Xv, yv)
+        ChurnTrainer(FAST, num_boost_round=5, early_stopping_rounds=2).fit(X, y, Xv, yv)
 
 
 def test_churn_fit_errors():
@@ -381,7 +372,7 @@ def test_churn_fit_errors():
     _churn_error(X.to_numpy(), y, Xv, yv, "X_train must be a pandas DataFrame")
     _churn_error(X.iloc[:0], y.iloc[:0], Xv, yv, "X_train is empty")
     # Arrays in the same row order are fine, as are 0/1 labels.
-    ChurnModel(FAST, num_boost_round=5, early_stopping_rounds=2).fit(
+    ChurnTrainer(FAST, num_boost_round=5, early_stopping_rounds=2).fit(
         X, shuffled.to_numpy(), Xv, yv.astype(int)
     )
 
@@ -431,10 +422,10 @@ def test_clv_contributions_add_up_to_log_clv(planted_clv_model):
 
 def test_clv_contributions_of_the_two_part_model_add_up(monkeypatch):
     # Only the two-part candidate, so its contribution path is exercised whatever wins above.
-    monkeypatch.setattr("training.models.TWEEDIE_POWERS", ())
+    monkeypatch.setattr("training.clv.TWEEDIE_POWERS", ())
     X, y = planted_value(1500, seed=5)
     Xv, yv = planted_value(800, seed=6)
-    model = ClvModel(FAST, num_boost_round=60, early_stopping_rounds=10).fit(X, y, Xv, yv)
+    model = ClvTrainer(FAST, num_boost_round=60, early_stopping_rounds=10).fit(X, y, Xv, yv)
     assert model.objective == "two_part" and {"buy", "value"} <= set(model.boosters)
     contrib = model.contributions(Xv)
     offset = np.log(model.predict(Xv)["clv"].to_numpy()) - contrib.sum(axis=1).to_numpy()
@@ -443,7 +434,7 @@ def test_clv_contributions_of_the_two_part_model_add_up(monkeypatch):
 
 def _clv_error(X, y, Xv, yv, words, **kwargs):
     with pytest.raises(ValueError, match=words):
-        ClvModel(FAST, num_boost_round=5, early_stopping_rounds=2, **kwargs).fit(X, y, Xv, yv)
+        ClvTrainer(FAST, num_boost_round=5, early_stopping_rounds=2, **kwargs).fit(X, y, Xv, yv)
 
 
 def test_clv_fit_errors():
@@ -458,7 +449,7 @@ def test_clv_fit_errors():
     _clv_error(X, y, Xv, yv.to_frame(), "y_valid must be one label column")
     _clv_error(X.assign(city="x"), y, Xv, yv, "text columns")
     with pytest.raises(ValueError, match="0 < low < high < 1"):
-        ClvModel(interval=(0.9, 0.1))
+        ClvTrainer(interval=(0.9, 0.1))
 
 
 def test_clv_model_is_deterministic():
@@ -466,7 +457,7 @@ def test_clv_model_is_deterministic():
     Xv, yv = planted_value(600, seed=10)
 
     def fit():
-        return ClvModel(FAST, num_boost_round=60, early_stopping_rounds=10, seed=4).fit(
+        return ClvTrainer(FAST, num_boost_round=60, early_stopping_rounds=10, seed=4).fit(
             X, y, Xv, yv
         )
 

@@ -1,5 +1,5 @@
-"""Models as plain files (`training.persist`) and as MLflow pyfunc models in the registry
-(`training.pyfunc` through `training.run._log_model`): what is loaded back predicts exactly what
+"""Models as plain files (`model.artifact`) and as MLflow pyfunc models in the registry
+(`model.pyfunc` through `training.tracking.log_model`): what is loaded back predicts exactly what
 was trained, and a damaged model folder is a clear error."""
 
 from __future__ import annotations
@@ -13,11 +13,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.models import ChurnModel, ClvModel
-from training.persist import load_model, save_model
-from training.pyfunc import input_example
-from training.registry import CHAMPION, connect, ensure_experiment
-from training.run import _log_model
+from model.artifact import load_model, save_model
+from model.churn import ChurnModel
+from model.clv import ClvModel
+from model.pyfunc import input_example
+from model.registry import CHAMPION, Registry
+from training.churn import ChurnTrainer
+from training.clv import ClvTrainer
+from training.tracking import log_model
 
 FAST = {"num_threads": 1}
 
@@ -43,7 +46,7 @@ def compound_poisson_value(n: int, seed: int) -> tuple[pd.DataFrame, pd.Series]:
 def tweedie_clv_model():
     X, y = compound_poisson_value(1500, seed=1)
     Xv, yv = compound_poisson_value(800, seed=2)
-    model = ClvModel(FAST, num_boost_round=60, early_stopping_rounds=10).fit(X, y, Xv, yv)
+    model = ClvTrainer(FAST, num_boost_round=60, early_stopping_rounds=10).fit(X, y, Xv, yv)
     assert model.objective.startswith("tweedie"), (
         f"compound-Poisson data should favour a Tweedie candidate, got {model.objective}; "
         "change the data so this test still covers the Tweedie layout"
@@ -105,8 +108,11 @@ def test_tweedie_clv_model_round_trip(tmp_path, tweedie_clv_model):
 def test_saving_something_else_or_an_unfitted_model_is_an_error(tmp_path):
     with pytest.raises(TypeError, match="cannot save dict: expected ChurnModel or ClvModel"):
         save_model({}, tmp_path / "x")
-    with pytest.raises(ValueError, match="cannot save an unfitted ChurnModel"):
-        save_model(ChurnModel(), tmp_path / "y")
+    # An unfitted model is a trainer, not a model: there is nothing to save yet.
+    with pytest.raises(
+        TypeError, match="cannot save ChurnTrainer: expected ChurnModel or ClvModel"
+    ):
+        save_model(ChurnTrainer(), tmp_path / "y")
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
@@ -197,21 +203,22 @@ def champion_store(tmp_path_factory, fitted_churn_model, fitted_clv_model, synth
             "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR",
         ):
             mp.delenv(var, raising=False)  # remembered and restored on exit
-        client = connect(uri)
-        experiment_id = ensure_experiment(client, "retain-tests", uri)
+        registry = Registry(uri)
+        client = registry.client
+        experiment_id = registry.ensure_experiment("retain-tests")
         models = {"churn": fitted_churn_model, "clv": fitted_clv_model}
-        with mlflow.start_run(experiment_id=experiment_id) as run:
-            infos = {
-                kind: _log_model(kind, model, synthetic_split.X_eval, root / "staging")
-                for kind, model in models.items()
-            }
-        for kind, info in infos.items():
-            client.set_registered_model_alias(kind, CHAMPION, str(info.registered_model_version))
-        try:
+        # The tests below use MLflow's fluent API, as an application loading the models would.
+        with registry.active():
+            with mlflow.start_run(experiment_id=experiment_id) as run:
+                infos = {
+                    kind: log_model(kind, model, synthetic_split.X_eval, root / "staging")
+                    for kind, model in models.items()
+                }
+            for kind, info in infos.items():
+                client.set_registered_model_alias(
+                    kind, CHAMPION, str(info.registered_model_version)
+                )
             yield {"uri": uri, "client": client, "run_id": run.info.run_id, "infos": infos}
-        finally:
-            mlflow.set_tracking_uri(None)
-            mlflow.set_registry_uri(None)
 
 
 def test_models_are_registered_with_a_signature(champion_store, fitted_churn_model):

@@ -13,8 +13,9 @@ import yaml
 from typer.testing import CliRunner
 
 from configs import settings_from_dict
-from training.registry import CHAMPION, alias_version, connect
-from training.static import FOLDS, cross_validate, load_table, prepare_table, train_static_table
+from model.registry import CHAMPION, Registry
+from training.tabular import FOLDS, cross_validate, load_table, prepare_table
+from training.tabular_run import train_labelled_table
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -102,11 +103,13 @@ def store(tmp_path_factory, settings):
     path = root / "telco.csv"
     telco().to_csv(path, index=False)
     uri = f"sqlite:///{root}/mlruns/mlflow.db"
-    with pytest.MonkeyPatch.context() as mp:
+    registry = Registry(uri)
+    # The tests read the store back through MLflow's fluent API, as a data scientist would.
+    with pytest.MonkeyPatch.context() as mp, registry.active():
         mp.setenv("MLFLOW_TRACKING_URI", uri)
         messages: list[str] = []
-        report = train_static_table(
-            path, "customerID", "Churn", settings, tracking_uri=uri, progress=messages.append
+        report = train_labelled_table(
+            path, "customerID", "Churn", settings, registry=registry, progress=messages.append
         )
         yield {"root": root, "path": path, "uri": uri, "report": report, "messages": messages}
 
@@ -194,8 +197,8 @@ def test_first_run_registers_a_champion_that_serves_probabilities(store):
     assert report.headline["churn.cv.auc_fold_std"] < 0.05
     assert any("fold 5/5" in m for m in store["messages"])
 
-    client = connect(store["uri"])
-    assert alias_version(client, "churn", CHAMPION) == "1"
+    client = Registry(store["uri"]).client
+    assert Registry(store["uri"]).alias_version("churn", CHAMPION) == "1"
     run = client.get_run(report.run_id)
     m = run.data.metrics
     assert m["churn.cv.roc_auc"] == pytest.approx(report.headline["churn.cv.roc_auc"])
@@ -231,24 +234,28 @@ def test_cli_retrain_on_the_same_table_keeps_the_champion(store):
     assert result.exit_code == 0, result.output
     assert "churn v" in result.output and "challenger" in result.output
     assert "does not beat champion" in result.output and "same cross-validation" in result.output
-    assert alias_version(connect(store["uri"]), "churn", CHAMPION) == "1"
+    assert Registry(store["uri"]).alias_version("churn", CHAMPION) == "1"
 
 
 def test_a_champion_with_other_columns_is_not_replaced_automatically(store, settings, tmp_path):
     path = tmp_path / "fewer.parquet"
     telco(seed=3).drop(columns=["gender", "PaperlessBilling"]).to_parquet(path)
-    report = train_static_table(path, "customerID", "Churn", settings, tracking_uri=store["uri"])
+    report = train_labelled_table(
+        path, "customerID", "Churn", settings, registry=Registry(store["uri"])
+    )
     assert report.promoted == {"churn": False}
     reason = report.decisions["churn"]
     assert "different feature columns" in reason and "gender" in reason
     assert f"retain promote --model churn --version {report.versions['churn']}" in reason
-    assert alias_version(connect(store["uri"]), "churn", CHAMPION) == "1"
+    assert Registry(store["uri"]).alias_version("churn", CHAMPION) == "1"
 
 
 def test_a_champion_is_rescored_on_a_new_table_with_its_columns(store, settings, tmp_path):
     path = tmp_path / "next_month.csv"
     telco(seed=5).to_csv(path, index=False)
-    report = train_static_table(path, "customerID", "Churn", settings, tracking_uri=store["uri"])
+    report = train_labelled_table(
+        path, "customerID", "Churn", settings, registry=Registry(store["uri"])
+    )
     reason = report.decisions["churn"]
     assert "champion" in reason and "re-scored on this table" in reason
 

@@ -2,6 +2,6 @@
 
 import mlflow
 
-from training.pyfunc import RetainPyfunc
+from model.pyfunc import RetainPyfunc
 
 mlflow.models.set_model(RetainPyfunc())

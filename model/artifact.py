@@ -1,4 +1,4 @@
-"""Saving and loading trained models as plain files: LightGBM boosters as text, calibrators,
+"""A trained model as plain files: LightGBM boosters as text, calibrators,
 schemas and settings as JSON. No pickles, so a model folder is safe to load and readable.
 
     <folder>/meta.json          kind, schema, calibrator or objective, iterations, interval
@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 import lightgbm as lgb
-import numpy as np
 
-from training.models import CALIBRATORS, ChurnModel, ClvModel, FeatureSchema
+from model.calibration import calibrator_from_dict
+from model.churn import ChurnModel
+from model.clv import ClvModel
+from model.schema import FeatureSchema
 
 FORMAT_VERSION = 1
 
@@ -28,34 +30,9 @@ def _load_booster(path: Path) -> lgb.Booster:
     return lgb.Booster(model_file=str(path))
 
 
-def _calibrator_dict(cal: Any) -> dict[str, Any]:
-    if cal.kind == "platt":
-        return {"kind": "platt", "slope": cal.slope, "intercept": cal.intercept}
-    return {
-        "kind": cal.kind,
-        "thresholds": np.asarray(cal.thresholds).tolist(),
-        "values": np.asarray(cal.values).tolist(),
-    }
-
-
-def _calibrator_from(data: dict[str, Any]) -> Any:
-    kind = data.pop("kind")
-    if kind not in CALIBRATORS:
-        raise ValueError(f"unknown calibrator kind {kind!r}; expected one of {sorted(CALIBRATORS)}")
-    cls = CALIBRATORS[kind]
-    if kind == "platt":
-        return cls(**data)
-    return cls(
-        thresholds=np.asarray(data["thresholds"], dtype=float),
-        values=np.asarray(data["values"], dtype=float),
-    )
-
-
 def save_model(model: ChurnModel | ClvModel, folder: str | Path) -> Path:
     if not isinstance(model, ChurnModel | ClvModel):
         raise TypeError(f"cannot save {type(model).__name__}: expected ChurnModel or ClvModel")
-    if not hasattr(model, "schema"):
-        raise ValueError(f"cannot save an unfitted {type(model).__name__}: call fit first")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {"format": FORMAT_VERSION, "schema": model.schema.to_dict()}
@@ -63,7 +40,7 @@ def save_model(model: ChurnModel | ClvModel, folder: str | Path) -> Path:
         meta.update(
             kind="churn",
             best_iteration=model.best_iteration,
-            calibrator=_calibrator_dict(model.calibrator),
+            calibrator=model.calibrator.to_dict(),
             calibration=model.calibration,
             boosters=["churn"],
         )
@@ -121,16 +98,19 @@ def _model_from(folder: Path, meta: dict[str, Any]) -> ChurnModel | ClvModel:
         raise ValueError(f"booster files {missing} listed in meta.json do not exist")
     boosters = {name: _load_booster(folder / f"{name}.txt") for name in meta["boosters"]}
     if meta["kind"] == "churn":
-        model = ChurnModel()
-        model.booster = boosters["churn"]
-        model.calibrator = _calibrator_from(dict(meta["calibrator"]))
-        model.calibration = meta.get("calibration", {})
-    else:
-        model = ClvModel(interval=tuple(meta["interval"]))
-        model.boosters = boosters
-        model.objective = meta["objective"]
-        model.validation = meta.get("validation", {})
-        model.interval_validation = meta.get("interval_validation", {})
-    model.schema = schema
-    model.best_iteration = int(meta["best_iteration"])
-    return model
+        return ChurnModel(
+            schema=schema,
+            booster=boosters["churn"],
+            best_iteration=int(meta["best_iteration"]),
+            calibrator=calibrator_from_dict(meta["calibrator"]),
+            calibration=meta.get("calibration", {}),
+        )
+    return ClvModel(
+        schema=schema,
+        boosters=boosters,
+        objective=meta["objective"],
+        interval=tuple(meta["interval"]),
+        best_iteration=int(meta["best_iteration"]),
+        validation=meta.get("validation", {}),
+        interval_validation=meta.get("interval_validation", {}),
+    )

@@ -38,8 +38,9 @@ import httpx
 import pandas as pd
 
 from configs import OutreachSettings
-from serving.columns import SCORE_COLUMNS
-from serving.outreach import PENDING, Outbox, OutreachError, slug
+from serving.core.columns import SCORE_COLUMNS
+from serving.outreach.outbox import Outbox
+from serving.outreach.policy import PENDING, OutreachError, slug
 
 Progress = Callable[[str], None]
 

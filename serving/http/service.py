@@ -1,14 +1,14 @@
-"""The Retain HTTP service: a thin BentoML class over the scoring core (`serving.api`).
+"""The Retain HTTP service: a thin BentoML class over `serving.http.core.ServiceCore`.
 
 Start it with `retain serve [--port N] [--data DIR] [--config FILE]`, which checks the registry,
-resolves the API keys and runs `bentoml serve serving.service:RetainService` with:
+resolves the API keys and runs `bentoml serve serving.http.service:RetainService` with:
 
     MLFLOW_TRACKING_URI   the registry holding `churn@champion` and `clv@champion`
-    RETAIN_DATA_DIR       folder with the scored snapshot (`<dir>/scores/LATEST`); optional
+    RETAIN_DATA_DIR       folder with the score store (`<dir>/scores/LATEST`); optional
     RETAIN_CONFIG         YAML merged over configs/default.yaml (service limits, tiers); optional
     RETAIN_API_KEYS       accepted API keys, comma-separated; required
 
-Routes: `POST /score`, `POST /at_risk` (key required, JSON bodies, see `serving.api`), and
+Routes: `POST /score`, `POST /at_risk` (key required, JSON bodies, see `serving.http.payloads`), and
 BentoML's `/healthz`, `/livez`, `/readyz` (no key). The models load once, when the worker
 starts; without a champion, or without a key, the worker refuses to start and says why.
 """
@@ -18,91 +18,30 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import anyio
 import bentoml
 
-from serving.api import (
-    ENV_CONFIG,
-    ENV_DATA,
-    ENV_KEYS,
-    ENV_TRACKING,
+from serving.http.core import ServiceCore
+from serving.http.environment import environment, refuse_to_start
+from serving.http.guard import Guard
+from serving.http.loaded import LatestList
+from serving.http.payloads import (
     AtRiskRequest,
     AtRiskResponse,
-    Guard,
     Refused,
     ScoreRequest,
     ScoreResponse,
-    ServiceCore,
-    SnapshotStore,
-    parse_api_keys,
 )
 
 logger = logging.getLogger("retain.service")
-
-
-class NoKeyError(RuntimeError):
-    """The service was started without any accepted API key."""
-
-
-@dataclass(frozen=True)
-class Environment:
-    settings: Any  # configs.Settings
-    data_dir: Path | None
-    tracking_uri: str | None
-    keys: tuple[str, ...]
-
-
-@functools.cache
-def environment() -> Environment:
-    """What `retain serve` handed this process, read once (the worker's edge). Without a key or
-    with a bad config file the server stops (see `_refuse_to_start`)."""
-    from configs import ConfigError, load_settings
-
-    try:
-        keys = parse_api_keys(os.environ.get(ENV_KEYS))
-        if not keys:
-            raise NoKeyError(
-                f"no API key: set {ENV_KEYS} (comma-separated keys), or start the service "
-                "with `retain serve`, which creates one"
-            )
-        settings = load_settings(os.environ.get(ENV_CONFIG) or None)
-    except (NoKeyError, ConfigError) as exc:
-        _refuse_to_start(exc)
-        raise
-    data = os.environ.get(ENV_DATA) or None
-    return Environment(
-        settings=settings,
-        data_dir=Path(data) if data else None,
-        tracking_uri=os.environ.get(ENV_TRACKING) or None,
-        keys=keys,
-    )
 
 
 # Requests this small are scored on the event loop (about a millisecond each): handing them to a
 # thread costs more than it saves. Larger ones, and any that must first load a new snapshot, run
 # in a worker thread so the loop keeps answering probes and small requests meanwhile.
 INLINE_ITEMS = 16
-
-
-def _refuse_to_start(exc: Exception) -> None:
-    """Stop the whole server, not just this worker: BentoML would start the worker again and
-    again, and no retry can conjure up a champion model or an API key."""
-    import signal
-
-    import psutil
-
-    logger.error("the Retain service cannot start: %s", exc)
-    parent = psutil.Process(os.getppid())
-    try:
-        launched_by_bentoml = any("bentoml" in part for part in parent.cmdline())
-    except psutil.Error:
-        launched_by_bentoml = False
-    if launched_by_bentoml:
-        os.kill(parent.pid, signal.SIGTERM)
 
 
 async def _answer(inline: bool, call, **kwargs):
@@ -132,21 +71,25 @@ class RetainService:
     """Churn risk, customer value and reasons for customers, and the ranked at-risk list."""
 
     def __init__(self) -> None:
-        from serving.batch import load_latest_snapshot
-        from serving.scoring import NoChampionError, load_champions
+        from model.registry import Registry, quiet_mlflow
+        from serving.core.champions import NoChampionError, load_champions
+        from serving.score_store import ScoreStore
 
         logger.setLevel(logging.INFO)  # BentoML shows its own INFO lines only
         env = environment()
+        quiet_mlflow(os.environ)
         try:
-            champions = load_champions(env.tracking_uri)  # the error says how to train one
+            # The error says how to train one.
+            champions = load_champions(Registry(env.tracking_uri))
         except NoChampionError as exc:
-            _refuse_to_start(exc)
+            refuse_to_start(exc)
             raise
-        snapshots = SnapshotStore(env.data_dir, champions, load_latest_snapshot)
-        self.core = ServiceCore(champions, env.settings, snapshots)
+        store = ScoreStore(env.data_dir) if env.data_dir is not None else None
+        scored = LatestList(store, champions)
+        self.core = ServiceCore(champions, env.settings, scored)
         try:
-            snap = snapshots.get()
-            logger.info("scored snapshot of %s: %d customers", snap.as_of, len(snap.ids))
+            snap = scored.get()
+            logger.info("scored list of %s: %d customers", snap.as_of, len(snap.ids))
         except Refused as exc:
             logger.warning("customer ids and /at_risk are unavailable: %s", exc.message)
         logger.info("serving churn v%s and clv v%s", champions.churn_version, champions.clv_version)
@@ -160,7 +103,7 @@ class RetainService:
     ) -> ScoreResponse:
         """Score customers given by id (latest scored snapshot) or by feature records."""
         items = len(records) if records is not None else len(customer_ids or ())
-        inline = items <= INLINE_ITEMS and (records is not None or self.core.snapshots.fresh())
+        inline = items <= INLINE_ITEMS and (records is not None or self.core.scored.fresh())
         return await _answer(
             inline, self.core.score, customer_ids=customer_ids, records=records, reasons=reasons
         )
@@ -174,12 +117,12 @@ class RetainService:
     ) -> AtRiskResponse:
         """The top `n` of the latest ranked list, optionally only some segments and tiers."""
         shown = self.core.settings.service.at_risk_default_n if n is None else n
-        inline = shown <= INLINE_ITEMS and self.core.snapshots.fresh()
+        inline = shown <= INLINE_ITEMS and self.core.scored.fresh()
         return await _answer(inline, self.core.at_risk, n=n, segment=segment, tier=tier)
 
 
 class EnvGuard(Guard):
-    """`serving.api.Guard` with the keys and body limit this process was started with."""
+    """`serving.http.guard.Guard` with the keys and body limit this process was started with."""
 
     def __init__(self, app) -> None:
         env = environment()

@@ -1,9 +1,14 @@
-"""Command-line edge helpers shared by every package's Typer app: the `--config` option,
-progress lines on stderr, and turning expected errors into one clear message and exit code."""
+"""The command-line edge every `retain` command shares: the common options (`--data`,
+`--config`, `--as-of`), settings and cutoff parsing, progress lines on stderr, reading tables
+with the printed reconciliation, the registry connection, and expected errors turned into one
+clear message and exit code. Each package's `cli.py` parses with these, calls one use-case
+function of its package and prints; no CLI imports another.
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -18,6 +23,12 @@ ConfigOption = Annotated[
     Path | None,
     typer.Option(
         "--config", help="YAML file merged over configs/default.yaml.", show_default=False
+    ),
+]
+DataOption = Annotated[
+    str,
+    typer.Option(
+        "--data", help="Data folder (<table>.parquet|.csv) or SQLAlchemy URL.", show_default=False
     ),
 ]
 
@@ -67,3 +78,34 @@ def handle_errors(*expected: type[BaseException]) -> Callable[[F], F]:
         return inner  # type: ignore[return-value]
 
     return wrap
+
+
+def read_tables(data: str, progress: Progress):
+    """Read and validate a source, printing the reconciliation; returns the ValidationResult."""
+    from features.sources import read_source
+    from features.validate import validate
+
+    progress(f"reading {data}")
+    raw = read_source(data)
+    progress("validating against the data contract")
+    result = validate(raw)
+    typer.echo(result.summary(), err=True)
+    return result
+
+
+def registry():
+    """The MLflow registry this process uses (`MLFLOW_TRACKING_URI`, else ./mlruns)."""
+    from model.registry import Registry, quiet_mlflow, tracking_uri_from
+
+    quiet_mlflow(os.environ)
+    return Registry(tracking_uri_from(os.environ))
+
+
+def champions(reg, progress: Progress):
+    """The champion models from `reg`, announced on stderr."""
+    from serving.core.champions import load_champions
+
+    progress("loading the champion models from the MLflow registry")
+    loaded = load_champions(reg)
+    progress(f"champion models: churn v{loaded.churn_version}, clv v{loaded.clv_version}")
+    return loaded

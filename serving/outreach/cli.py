@@ -1,5 +1,5 @@
 """`retain outreach run | status`: hand high-impact at-risk customers to outreach exactly once,
-and show what each run selected and delivered. The CLI reads and writes; serving.outreach
+and show what each run selected and delivered. The CLI reads and writes; `serving.outreach.run`
 computes."""
 
 from __future__ import annotations
@@ -9,18 +9,23 @@ from typing import Annotated
 
 import typer
 
-from configs.cli import ConfigOption, Progress, handle_errors, parse_cutoff, settings_from
+from edge import (
+    ConfigOption,
+    DataOption,
+    Progress,
+    champions,
+    handle_errors,
+    parse_cutoff,
+    read_tables,
+    registry,
+    settings_from,
+)
 from features.contract import ContractError
-from serving.outreach import WEBHOOK_URL_ENV, OutreachError
+from serving.core.champions import NoChampionError
+from serving.outreach.policy import WEBHOOK_URL_ENV, OutreachError
 
 app = typer.Typer()
 
-DataOption = Annotated[
-    str,
-    typer.Option(
-        "--data", help="Data folder (<table>.parquet|.csv) or SQLAlchemy URL.", show_default=False
-    ),
-]
 OutboxOption = Annotated[
     str | None,
     typer.Option(
@@ -32,27 +37,17 @@ OutboxOption = Annotated[
 
 
 def _score(data: str, as_of, settings, progress: Progress):
-    """The ranked scored list at `as_of` from the champion models, and a function that writes
-    reasons for customers outside the top of the list (a seam tests replace)."""
-    from features.build import build_features
-    from features.cli import load_tables
-    from serving.batch import rank_features
-    from serving.scoring import NoChampionError, load_champions, reasons_for
+    """The ranked list at `as_of` from the champion models, and a function that writes reasons
+    for customers below the top of the list (a seam tests replace)."""
+    from serving.core.ranking import score_population
 
     try:
-        champions = load_champions()
+        models = champions(registry(), progress)
     except NoChampionError as exc:
         raise OutreachError(str(exc)) from None
-    tables = load_tables(data, progress).tables
-    progress(f"building features as of {as_of:%Y-%m-%d %H:%M} UTC")
-    X = build_features(tables, as_of, settings)
-    scored = rank_features(X, champions, settings, progress=progress)
-    X.index = X.index.astype(str)
-
-    def explain(customer_ids: list[str]):
-        return reasons_for(X.loc[customer_ids], champions)
-
-    return scored, explain
+    tables = read_tables(data, progress).tables
+    population = score_population(tables, as_of, models, settings, progress=progress)
+    return population.ranked, lambda ids: population.reasons(ids, models)
 
 
 @app.command()
@@ -78,7 +73,7 @@ def run(
 
     Selected customers (with a held-out control group that is never contacted) are recorded in
     the outbox, then delivered by webhook if one is configured, else as a CSV file drop."""
-    from serving.outreach import run_outreach
+    from serving.outreach.run import run_outreach
 
     settings = settings_from(config)
     cutoff = parse_cutoff(as_of)
@@ -115,7 +110,7 @@ def status(
     config: ConfigOption = None,
 ) -> None:
     """Per run: selected, contact, control, pending, sent, failed."""
-    from serving.outreach import Outbox, outbox_url_for
+    from serving.outreach.outbox import Outbox, outbox_url_for
 
     settings = settings_from(config)
     if outbox_url is None and data is None and not settings.outreach.outbox_url:

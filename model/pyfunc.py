@@ -1,8 +1,8 @@
 """The MLflow pyfunc face of a Retain model, so `mlflow.pyfunc.load_model("models:/churn@champion")`
 returns churn probabilities (and `models:/clv@champion` clv, clv_low, clv_high) for a features
-frame. The model itself travels as plain files (`training.persist`), not a pickle.
+frame. The model itself travels as plain files (`model.artifact`), not a pickle.
 
-MLflow loads `training/mlflow_entry.py` (models from code), which builds `RetainPyfunc`; the
+MLflow loads `model/mlflow_entry.py` (models from code), which builds `RetainPyfunc`; the
 saved model's own metadata says whether it is the churn or the CLV model.
 """
 
@@ -19,8 +19,8 @@ ENTRY_FILE = Path(__file__).with_name("mlflow_entry.py")
 
 class RetainPyfunc(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
-        from training.models import ChurnModel
-        from training.persist import load_model
+        from model.artifact import load_model
+        from model.churn import ChurnModel
 
         self.model = load_model(context.artifacts["model"])
         self.kind = "churn" if isinstance(self.model, ChurnModel) else "clv"
@@ -35,7 +35,7 @@ class RetainPyfunc(mlflow.pyfunc.PythonModel):
 def signature_for(kind: str, X: pd.DataFrame):
     """Model signature: feature columns in order; categoricals declared `Any` because MLflow's
     schema has no categorical type (strings and pandas categoricals are both accepted and mapped
-    to the training categories by `conform`)."""
+    to the training categories by `feature_matrix`)."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 

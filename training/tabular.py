@@ -4,10 +4,9 @@ A static table has no event history, so there are no cutoffs to replay and no CL
 columns are the features as they are, the label is whatever the export calls churn, and quality
 is measured by stratified k-fold cross-validation instead of a later snapshot.
 
-    load_table(path, id_column, label)     -> StaticTable (X with the id as index, y, what changed)
+    load_table(path, id_column, label)     -> LabelledTable (X with the id as index, y, what changed)
     prepare_table(frame, id_column, label) -> the same from a DataFrame (label optional: scoring)
     cross_validate(X, y, settings)         -> CrossValidation: pooled out-of-fold metrics, folds
-    train_static_table(path, ...)          -> RunReport: the MLflow edge (one run, registry, gate)
 
 Preparation: text columns whose values are all numbers once blanks are removed become float
 (blanks -> NaN; Telco's TotalCharges), other text columns become pandas categoricals, numbers
@@ -16,10 +15,10 @@ dropped as a second id. Rows are sorted by id, so folds do not depend on the fil
 
 Evaluation: `folds` stratified folds (seed `training.seed`). In each, the training folds are split
 again, stratified, into a fitting part and a validation part (`INNER_VALIDATION` of the rows;
-early stopping and calibration, as `ChurnModel` expects); the held-out fold is predicted. The
+early stopping and calibration, as `ChurnTrainer` expects); the held-out fold is predicted. The
 logistic baseline gets all the training folds. The final model is fitted the same way on every row.
 
-MLflow: one run in the experiment `<training.experiment>-static` (default
+MLflow (`training.tabular_run.train_labelled_table`): one run in the experiment `<training.experiment>-static` (default
 `retain-training-static`), kept apart from the time-based runs because its metrics are
 cross-validated on another kind of data and the runs should not be compared side by side. The
 model is registered as `churn` (alias `challenger`) and promoted to `champion` only if its CV
@@ -33,8 +32,6 @@ same data is compared through its recorded CV metric; otherwise it is re-scored 
 from __future__ import annotations
 
 import hashlib
-import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,33 +43,21 @@ from pandas.api import types as ptypes
 from sklearn.model_selection import StratifiedKFold, train_test_split
 
 from configs import Settings
+from features.contract import FALSE_WORDS, TRUE_WORDS
+from model.churn import ChurnModel
 from training.baselines import LogisticChurnBaseline
+from training.churn import ChurnTrainer
 from training.leakage import Finding, check_leakage, separating_features
 from training.metrics import churn_metrics
-from training.models import ChurnModel
-from training.pipeline import gate_metric
-from training.registry import (
-    CHALLENGER,
-    CHAMPION,
-    GateDecision,
-    alias_version,
-    connect,
-    ensure_experiment,
-    gate_decision,
-    record_promotion,
-)
-from training.run import RunReport, _log_batch, _log_model, champion_metric
 
 FOLDS = 5
 # Share of the training rows that only validate (early stopping and calibration).
 INNER_VALIDATION = 0.2
-_TRUE = {"yes", "true", "1", "1.0", "y", "t"}
-_FALSE = {"no", "false", "0", "0.0", "n", "f"}
 _ID_LIKE_SHARE, _ID_LIKE_MIN = 0.5, 50  # a text column with more distinct values than this is an id
 
 
 @dataclass
-class StaticTable:
+class LabelledTable:
     X: pd.DataFrame  # features, indexed by the id column, sorted by it
     y: pd.Series | None  # 0/1 churn label, same index (None when prepared for scoring)
     numeric_from_text: dict[str, int] = field(default_factory=dict)  # column -> blanks made NaN
@@ -97,7 +82,7 @@ def _binary_label(s: pd.Series, label: str) -> tuple[pd.Series, dict[str, int]]:
         text = s.map(lambda v: f"{float(v):g}")
     else:
         text = s.astype(str).str.strip().str.lower()
-    codes = text.map(lambda v: 1 if v in _TRUE else 0 if v in _FALSE else -1)
+    codes = text.map(lambda v: 1 if v in TRUE_WORDS else 0 if v in FALSE_WORDS else -1)
     if (codes < 0).any() or codes.nunique() < 2:
         seen = s[codes < 0].drop_duplicates().head(5).tolist() or s.drop_duplicates().tolist()
         raise ValueError(
@@ -134,7 +119,7 @@ def _feature(s: pd.Series, col: str, n: int) -> tuple[Any, int | None, str | Non
     return pd.Categorical(text.astype(object).where(text.notna(), None)), None, None
 
 
-def prepare_table(frame: pd.DataFrame, id_column: str, label: str | None = None) -> StaticTable:
+def prepare_table(frame: pd.DataFrame, id_column: str, label: str | None = None) -> LabelledTable:
     """Features (and the 0/1 label when `label` is given) from a one-row-per-customer frame.
     The frame is not modified. Raises ValueError naming the column for a missing id or label
     column, missing or repeated ids, or a label that is not binary."""
@@ -175,10 +160,10 @@ def prepare_table(frame: pd.DataFrame, id_column: str, label: str | None = None)
     if label is not None:
         codes, label_values = _binary_label(rows[label], label)
         y = pd.Series(codes.to_numpy(), index=index, name="churned")
-    return StaticTable(X, y, numeric_from_text, dropped, label_values)
+    return LabelledTable(X, y, numeric_from_text, dropped, label_values)
 
 
-def load_table(path: str | Path, id_column: str, label: str) -> StaticTable:
+def load_table(path: str | Path, id_column: str, label: str) -> LabelledTable:
     """`prepare_table` on a CSV (optionally compressed) or Parquet file, with its content digest."""
     path = Path(path)
     if not path.is_file():
@@ -236,7 +221,7 @@ def fit_model(X: pd.DataFrame, y: pd.Series, settings: Settings) -> ChurnModel:
     """A `ChurnModel` on these rows, early-stopped and calibrated on a stratified inner part."""
     t = settings.training
     fit, valid = _inner_split(y, t.seed)
-    model = ChurnModel(
+    model = ChurnTrainer(
         dict(t.churn_params),
         num_boost_round=t.num_boost_round,
         early_stopping_rounds=t.early_stopping_rounds,
@@ -301,201 +286,4 @@ def cross_validate(
         per_fold=pd.DataFrame(rows).set_index("fold"),
         predictions=predictions,
         allowed_leaks=allowed,
-    )
-
-
-# --------------------------------------------------------------------------- the MLflow edge
-
-
-def _champion(client, X: pd.DataFrame, y: pd.Series, metric: str, evaluation: str, ours: str):
-    """(version, value, note) of the current champion's gate metric comparable with this run's;
-    value None with a note when there is no champion or it cannot be compared automatically."""
-    import mlflow
-
-    version = alias_version(client, "churn", CHAMPION)
-    if version is None:
-        return None, None, ""
-    signature = mlflow.models.get_model_info(f"models:/churn@{CHAMPION}").signature
-    theirs = signature.inputs.input_names() if signature is not None else []
-    if set(theirs) != set(X.columns):
-        gone, new = sorted(set(theirs) - set(X.columns)), sorted(set(X.columns) - set(theirs))
-        return (
-            version,
-            None,
-            f"champion v{version} was trained on different feature columns (only it has "
-            f"{gone[:8]}, only this table has {new[:8]}): not compared automatically; promote by "
-            f"hand with `retain promote --model churn --version {ours} --reason ...` if intended",
-        )
-    run = client.get_run(client.get_model_version("churn", version).run_id)
-    if run.data.tags.get("retain.evaluation") == evaluation:
-        cv = {
-            k[len("churn.cv.") :]: v
-            for k, v in run.data.metrics.items()
-            if k.startswith("churn.cv.")
-        }
-        return version, gate_metric(cv, metric), "same cross-validation"
-    _, value, _ = champion_metric("churn", X, y, metric)
-    return version, value, "champion re-scored on this table, which may include its training rows"
-
-
-def train_static_table(
-    table: Path,
-    id_column: str,
-    label: str,
-    settings: Settings,
-    *,
-    tracking_uri: str | None = None,
-    progress: Callable[[str], None] = lambda _: None,
-) -> RunReport:
-    """Cross-validate, fit the final churn model on every row, log one MLflow run, register the
-    model as `churn` (alias challenger) and apply the gate. Returns a `training.run.RunReport`."""
-    import mlflow
-    import yaml
-
-    from training import plots
-
-    t = settings.training
-    progress(f"reading {table}")
-    data = load_table(table, id_column, label)
-    X, y = data.X, data.y
-    progress(
-        f"{len(X):,} customers, {X.shape[1]} features, churn share {y.mean():.3f}"
-        + "".join(f"; dropped {c}: {why}" for c, why in data.dropped.items())
-        + "".join(
-            f"; {c}: text as numbers ({n} blanks -> NaN)" for c, n in data.numeric_from_text.items()
-        )
-    )
-    cv = cross_validate(X, y, settings, progress=progress)
-    progress(
-        f"cross-validated ROC AUC {cv.model['roc_auc']:.4f}, ECE {cv.model['ece']:.4f} "
-        f"(logistic {cv.baselines['logistic']['roc_auc']:.4f}); fitting the final model"
-    )
-    final = fit_model(X, y, settings)
-    evaluation = f"{FOLDS}-fold stratified CV, seed {t.seed}, data {data.digest[:16]}"
-    lineage = {
-        "source": data.source,
-        "content_digest": data.digest,
-        "rows": len(X),
-        "id_column": id_column,
-        "label": label,
-        "label_values": data.label_values,
-        "label_share": float(y.mean()),
-        "numeric_from_text": data.numeric_from_text,
-        "dropped_columns": data.dropped,
-        "evaluation": evaluation,
-        "allowed_leaky_features": [f"{f.column}: {f.evidence}" for f in cv.allowed_leaks],
-    }
-    params: dict[str, Any] = {
-        "training_data": "static table",
-        "source": data.source,
-        "id_column": id_column,
-        "label": label,
-        "rows": len(X),
-        "n_features": X.shape[1],
-        "folds": FOLDS,
-        "inner_validation_share": INNER_VALIDATION,
-        "seed": t.seed,
-        "num_boost_round": t.num_boost_round,
-        "early_stopping_rounds": t.early_stopping_rounds,
-        "churn_calibrator": final.calibrator.kind,
-        "gate_churn": f"{t.gate_churn.metric}+{t.gate_churn.min_improvement}",
-        **{f"churn_lgb.{k}": v for k, v in final.params.items()},
-    }
-    metrics = {**cv.metrics(), "churn.best_iteration": float(final.best_iteration)}
-
-    progress(
-        f"final model: {final.best_iteration} trees, calibration {final.calibrator.kind}; "
-        "opening the MLflow store"
-    )
-    client = connect(tracking_uri)
-    experiment_id = ensure_experiment(client, f"{t.experiment}-static", tracking_uri)
-    with mlflow.start_run(
-        experiment_id=experiment_id, run_name=f"static-{Path(table).stem}"
-    ) as run:
-        run_id = run.info.run_id
-        progress(f"logging run {run_id} to {mlflow.get_tracking_uri()}")
-        _log_batch(client, run_id, metrics, params)
-        mlflow.set_tags(
-            {
-                "retain.source": data.source,
-                "retain.content_digest": data.digest,
-                "retain.evaluation": evaluation,
-            }
-        )
-        config = yaml.safe_dump(settings.model_dump(mode="json"), sort_keys=False)
-        mlflow.log_text(config, "config/settings.yaml")
-        mlflow.log_dict(lineage, "lineage.json")
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="The specified dataset source")
-            mlflow.log_input(
-                mlflow.data.from_pandas(
-                    pd.concat([X.head(0), y.head(0)], axis=1),
-                    source=data.source,
-                    name=Path(table).name,
-                    digest=data.digest[:16],
-                ),
-                context="cross-validation",
-            )
-        pr = cv.predictions
-        scores = {
-            "model": pr["churn_probability"].to_numpy(),
-            "logistic": pr["churn_logistic"].to_numpy(),
-        }
-        importance = pd.Series(
-            final.booster.feature_importance("gain"), index=final.booster.feature_name()
-        ).sort_values(ascending=False)
-        for path, fig in {
-            "plots/churn_roc.png": plots.roc_figure(pr["churned"], scores),
-            "plots/churn_calibration.png": plots.calibration_figure(pr["churned"], scores),
-            "plots/churn_importance.png": plots.importance_figure(importance),
-        }.items():
-            mlflow.log_figure(fig, path)
-            fig.clf()
-        with tempfile.TemporaryDirectory() as tmp:
-            ref = Path(tmp) / "reference"
-            ref.mkdir()
-            # The monitoring reference: the features and their out-of-fold predictions.
-            X.to_parquet(ref / "features.parquet")
-            pr.to_parquet(ref / "predictions.parquet")
-            mlflow.log_artifacts(str(ref), "reference")
-            info = _log_model("churn", final, X, Path(tmp))
-
-    version = str(info.registered_model_version)
-    client.set_registered_model_alias("churn", CHALLENGER, version)
-    gate = t.gate_churn
-    value = gate_metric(cv.model, gate.metric)
-    champ_version, champ_value, note = _champion(client, X, y, gate.metric, evaluation, version)
-    if champ_version is not None and champ_value is None:
-        decision = GateDecision(False, f"churn: {note}")
-    else:
-        baseline = {"logistic": gate_metric(cv.baselines["logistic"], gate.metric)}
-        decision = gate_decision("churn", gate, value, baseline, champ_value)
-        if champ_version is not None:
-            decision = GateDecision(decision.promote, f"{decision.reason} ({note})")
-    for key, tag in {
-        "evaluation_cutoff": f"{FOLDS}-fold CV",
-        "gate_metric": gate.metric,
-        "gate_value": f"{value:.4f}",
-        "gate_decision": "promoted" if decision.promote else "kept as challenger",
-        "gate_reason": decision.reason,
-        "compared_with_champion": str(champ_version or "none"),
-    }.items():
-        client.set_model_version_tag("churn", version, key, tag)
-    if decision.promote:
-        record_promotion(client, "churn", version, kind="gate", reason=decision.reason)
-    progress(("PROMOTED " if decision.promote else "not promoted: ") + decision.reason)
-    headline = {
-        "churn.cv.roc_auc": cv.model["roc_auc"],
-        "churn.cv.auc_fold_mean": float(cv.per_fold["roc_auc"].mean()),
-        "churn.cv.auc_fold_std": float(cv.per_fold["roc_auc"].std(ddof=1)),
-        "churn.cv.ece": cv.model["ece"],
-        "churn.cv.logistic_auc": cv.baselines["logistic"]["roc_auc"],
-    }
-    return RunReport(
-        run_id,
-        experiment_id,
-        {"churn": version},
-        {"churn": decision.reason},
-        {"churn": decision.promote},
-        headline,
     )

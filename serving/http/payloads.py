@@ -1,0 +1,179 @@
+"""The HTTP service's request and response bodies (pydantic; BentoML answers 400 with the field
+path and what was expected when one does not validate), the refusal a route answers with a
+status of its choosing, and validation errors raised after parsing that read like pydantic's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
+
+from serving.core.columns import REASON_COLUMNS
+
+Tier = Literal["high", "medium", "low"]
+
+
+class Refused(Exception):
+    """A request the service answers with `status` and `{"error": message}` (not a crash)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ScoreRequest(BaseModel):
+    """Customers to score: either their ids, looked up in the latest scored snapshot, or their
+    feature records (one JSON object per customer, the features `retain features` writes)."""
+
+    model_config = ConfigDict(extra="forbid", title="ScoreRequest")
+
+    customer_ids: list[StrictStr] | None = Field(
+        default=None,
+        description="Customer ids to look up in the latest scored snapshot (`retain score`); "
+        "an unknown id gets an error in its own result, the others are scored.",
+        examples=[["C0000042", "C0000043"]],
+    )
+    records: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Feature records: every feature of the champion models (null for a missing "
+        "value), optionally `customer_id` to label the result.",
+    )
+    reasons: StrictBool = Field(
+        default=True, description="Also write up to three reasons for each customer's risk."
+    )
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ScoreRequest:
+        if self.customer_ids is not None and self.records is not None:
+            raise ValueError(
+                "give either 'customer_ids' or 'records', not both (send two requests)"
+            )
+        if self.customer_ids is None and self.records is None:
+            raise ValueError(
+                "give the customers to score: 'customer_ids' (a list of ids in the latest "
+                "scored snapshot) or 'records' (a list of feature records)"
+            )
+        return self
+
+
+class AtRiskRequest(BaseModel):
+    """The top of the latest ranked list, optionally only some segments and tiers."""
+
+    model_config = ConfigDict(extra="forbid", title="AtRiskRequest")
+
+    n: StrictInt | None = Field(
+        default=None, ge=1, description="How many customers (default service.at_risk_default_n)."
+    )
+    segment: list[StrictStr] | None = Field(
+        default=None,
+        description="Only these segments (one name or a list).",
+        examples=[["enterprise"]],
+    )
+    tier: list[Tier] | None = Field(
+        default=None,
+        description="Only these tiers (one or a list of high, medium, low).",
+        examples=[["high", "medium"]],
+    )
+
+    @field_validator("segment", "tier", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+
+class Score(BaseModel):
+    segment: str
+    churn_probability: float
+    clv: float
+    clv_low: float
+    clv_high: float
+    value_at_risk: float
+    tier: Tier
+    reasons: list[str]
+    churn_model_version: str
+    clv_model_version: str
+
+
+class ScoreResult(BaseModel):
+    """One requested customer, in request order: a score, or the error that kept it out."""
+
+    customer_id: str | None
+    score: Score | None = None
+    error: str | None = None
+
+
+class ScoreResponse(BaseModel):
+    results: list[ScoreResult]
+    scored: int
+    failed: int
+    snapshot_as_of: str | None = Field(
+        default=None, description="The cutoff of the snapshot the ids were looked up in."
+    )
+
+
+class RankedScore(Score):
+    rank: int = Field(description="Position in the whole ranked list (1 = call first).")
+    customer_id: str
+
+
+class AtRiskResponse(BaseModel):
+    as_of: str
+    matching: int = Field(description="Customers in the ranked list that pass the filters.")
+    customers: list[RankedScore]
+
+
+def invalid(
+    title: str, errors: Iterable[tuple[tuple[str | int, ...], str, Any]]
+) -> ValidationError:
+    """A pydantic ValidationError from (location, message, input) triples, so a check made
+    after parsing answers exactly like pydantic's own (400 with `detail[].loc` and `msg`)."""
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError("invalid_value", "{message}", {"message": message}),
+            loc=loc,
+            input=value,
+        )
+        for loc, message, value in errors
+    ]
+    return ValidationError.from_exception_data(title, details)
+
+
+def invalid_field(
+    title: str, loc: tuple[str | int, ...], message: str, value: Any
+) -> ValidationError:
+    return invalid(title, [(loc, message, value)])
+
+
+def score_models(arrays: dict[str, np.ndarray], versions: tuple[str, str]) -> list[Score]:
+    n = len(arrays["churn_probability"])
+    reasons = zip(*(arrays[c] for c in REASON_COLUMNS), strict=True)
+    churn_v, clv_v = versions
+    return [
+        Score(
+            segment=str(arrays["segment"][i]),
+            churn_probability=float(arrays["churn_probability"][i]),
+            clv=float(arrays["clv"][i]),
+            clv_low=float(arrays["clv_low"][i]),
+            clv_high=float(arrays["clv_high"][i]),
+            value_at_risk=float(arrays["value_at_risk"][i]),
+            tier=arrays["tier"][i],
+            reasons=[r for r in text if r],
+            churn_model_version=churn_v,
+            clv_model_version=clv_v,
+        )
+        for i, text in zip(range(n), reasons, strict=True)
+    ]

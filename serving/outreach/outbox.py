@@ -1,0 +1,396 @@
+"""The durable outbox: every selected customer of every run, one transaction per run, and the
+state of each contact on its way to a dispatcher (pending, sent, failed; controls stay
+`control`). SQLite under the data folder by default, any SQLAlchemy URL.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    case,
+    create_engine,
+    func,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+from configs import OutreachSettings, Settings
+from serving.outreach.policy import (
+    CONTACT,
+    CONTROL,
+    FAILED,
+    PENDING,
+    POLICY_KEYS,
+    SENT,
+    STATUSES,
+    NoOutboxError,
+    OutreachError,
+    Selection,
+    utc,
+)
+
+
+def _tables(metadata: MetaData) -> tuple[Table, Table]:
+    runs = Table(
+        "outreach_runs",
+        metadata,
+        Column("run_id", String(255), primary_key=True),
+        Column("campaign", String(200), nullable=False),
+        Column("as_of", DateTime, nullable=False),  # naive UTC, like every timestamp here
+        Column("window", String(40), nullable=False),
+        Column("policy", Text, nullable=False),  # JSON
+        Column("counts", Text, nullable=False),  # JSON: candidates, exclusions, selected...
+        Column("churn_model_version", String(100)),
+        Column("clv_model_version", String(100)),
+    )
+    outbox = Table(
+        "outreach_outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("idempotency_key", String(64), nullable=False, unique=True),
+        Column("run_id", String(255), ForeignKey("outreach_runs.run_id"), nullable=False),
+        Column("as_of", DateTime, nullable=False),
+        Column("campaign", String(200), nullable=False),
+        Column("window", String(40), nullable=False),
+        Column("customer_id", String(255), nullable=False),
+        Column("segment", String(200)),
+        Column("rank", Integer, nullable=False),
+        Column("group", String(10), nullable=False),
+        Column("control_draw", Float, nullable=False),
+        Column("churn_probability", Float),
+        Column("clv", Float),
+        Column("clv_low", Float),
+        Column("clv_high", Float),
+        Column("value_at_risk", Float),
+        Column("tier", String(20)),
+        Column("reason_1", Text),
+        Column("reason_2", Text),
+        Column("reason_3", Text),
+        Column("churn_model_version", String(100)),
+        Column("clv_model_version", String(100)),
+        Column("status", String(10), nullable=False),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", Text),
+        Column("channel", String(20)),
+        Column("delivered_at", DateTime),  # naive UTC wall-clock time the receiver accepted it
+        Index("ix_outreach_outbox_customer_as_of", "customer_id", "as_of"),
+        Index("ix_outreach_outbox_status", "status"),
+        Index("ix_outreach_outbox_run", "run_id"),
+        Index("ix_outreach_outbox_as_of", "as_of"),
+    )
+    return runs, outbox
+
+
+def _naive_utc(ts: pd.Timestamp | datetime) -> datetime:
+    return utc(ts).tz_localize(None).to_pydatetime()
+
+
+def redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL at all; the caller reports it
+        return url
+
+
+def _value(v: Any) -> Any:
+    """A cell as a plain Python value for the database (NaN and NA -> None)."""
+    if v is None or (not isinstance(v, str) and pd.isna(v)):
+        return None
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+class Outbox:
+    """The durable outbox: SQLAlchemy Core tables on any database (SQLite by default).
+
+    Every state change is its own committed transaction, so a process killed at any point leaves
+    rows that are either pending (retried on the next run) or final. `create=False` opens an
+    existing outbox only, and fails with a clear message when there is none."""
+
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        self.url = url
+        try:
+            parsed = make_url(url)
+        except Exception as exc:
+            raise OutreachError(f"outbox URL {url!r} is not a SQLAlchemy URL: {exc}") from None
+        connect_args: dict[str, Any] = {}
+        if parsed.get_backend_name() == "sqlite":
+            connect_args["timeout"] = 30  # wait for another writer instead of failing at once
+            database = parsed.database
+            if database and database != ":memory:":
+                path = Path(database)
+                if create:
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                elif not path.exists():
+                    raise NoOutboxError(
+                        f"no outbox at {path}; run `retain outreach run` first or give --outbox-url"
+                    )
+        try:
+            self.engine: Engine = create_engine(url, connect_args=connect_args)
+        except (SQLAlchemyError, ImportError) as exc:
+            raise OutreachError(f"cannot open outbox {redact(url)}: {exc}") from None
+        self.metadata = MetaData()
+        self.runs, self.outbox = _tables(self.metadata)
+        try:
+            if create:
+                self.metadata.create_all(self.engine)
+            elif not inspect(self.engine).has_table(self.outbox.name):
+                raise NoOutboxError(f"{redact(url)} holds no outreach outbox yet")
+        except SQLAlchemyError as exc:
+            raise OutreachError(f"cannot open outbox {redact(url)}: {exc}") from None
+
+    def __repr__(self) -> str:
+        return f"Outbox({redact(self.url)!r})"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Outbox:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- reads used by the policy --------------------------------------------------------------
+
+    def customers_in_cooldown(self, as_of: pd.Timestamp, cooldown_days: int) -> set[str]:
+        if cooldown_days <= 0:
+            return set()
+        centre = _naive_utc(as_of)
+        gap = timedelta(days=cooldown_days)
+        o = self.outbox
+        query = select(o.c.customer_id).where(o.c.as_of > centre - gap, o.c.as_of < centre + gap)
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query.distinct()))
+
+    def keys_in_window(self, campaign: str, window: str) -> set[str]:
+        o = self.outbox
+        query = select(o.c.idempotency_key).where(o.c.campaign == campaign, o.c.window == window)
+        with self.engine.connect() as conn:
+            return set(conn.scalars(query))
+
+    def run_record(self, run_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(self.runs).where(self.runs.c.run_id == run_id)).first()
+        return dict(row._mapping) if row is not None else None
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    def record_run(self, selection: Selection, policy: OutreachSettings) -> bool:
+        """Write the run and its rows in one transaction. False when the run was already recorded
+        (by an earlier or a concurrent process): nothing is written then."""
+        rows = selection.rows
+        as_of = _naive_utc(selection.as_of)
+        versions = {
+            col: _first(rows[col]) if len(rows) else None
+            for col in ("churn_model_version", "clv_model_version")
+        }
+        run_row = {
+            "run_id": selection.run_id,
+            "campaign": selection.campaign,
+            "as_of": as_of,
+            "window": selection.window.label,
+            "policy": json.dumps({k: _jsonable(getattr(policy, k)) for k in POLICY_KEYS}),
+            "counts": json.dumps(selection.counts),
+            **versions,
+        }
+        columns = [c.name for c in self.outbox.columns if c.name in rows.columns]
+        records = [
+            {
+                **{c: _value(v) for c, v in zip(columns, values, strict=True)},
+                "run_id": selection.run_id,
+                "as_of": as_of,
+                "campaign": selection.campaign,
+                "window": selection.window.label,
+                "status": PENDING if group == CONTACT else CONTROL,
+                "attempts": 0,
+            }
+            for values, group in zip(
+                rows[columns].itertuples(index=False, name=None), rows["group"], strict=True
+            )
+        ]
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(self.runs.insert(), [run_row])
+                if records:
+                    conn.execute(self.outbox.insert(), records)
+        except IntegrityError as exc:
+            if self.run_record(selection.run_id) is not None:
+                return False
+            raise OutreachError(
+                f"outbox {redact(self.url)}: a selected idempotency key is already recorded "
+                f"(another run in the same campaign window?): {exc.orig}"
+            ) from None
+        return True
+
+    def pending_contacts(self) -> list[dict[str, Any]]:
+        """Contacts still to deliver: fewest attempts first (so one contact the receiver keeps
+        failing on cannot hold up the rest run after run), then oldest run, then rank."""
+        o = self.outbox
+        query = (
+            select(o)
+            .where(o.c.status == PENDING, o.c.group == CONTACT)
+            .order_by(o.c.attempts, o.c.as_of, o.c.run_id, o.c.rank)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def contacts_for_file(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's contacts that a file drop carries: pending ones and those it delivered before
+        (so rewriting the file after a crash gives the same content)."""
+        o = self.outbox
+        query = (
+            select(o)
+            .where(
+                o.c.run_id == run_id,
+                o.c.group == CONTACT,
+                (o.c.status == PENDING) | (o.c.channel == "file"),
+            )
+            .order_by(o.c.rank)
+        )
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(query)]
+
+    def mark_attempt(self, row_id: int) -> None:
+        """Count an attempt before it is made, so one interrupted mid-flight is counted too."""
+        o = self.outbox
+        with self.engine.begin() as conn:
+            conn.execute(update(o).where(o.c.id == row_id).values(attempts=o.c.attempts + 1))
+
+    def mark_sent(self, row_ids: list[int], channel: str, delivered_at: datetime) -> None:
+        o = self.outbox
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(o)
+                .where(o.c.id.in_(row_ids), o.c.status == PENDING)
+                .values(
+                    status=SENT,
+                    channel=channel,
+                    delivered_at=_naive_utc(delivered_at),
+                    last_error=None,
+                )
+            )
+
+    def mark_error(self, row_id: int, error: str, *, final: bool) -> None:
+        """Record a failed attempt; `final` marks the contact failed, otherwise it stays pending."""
+        o = self.outbox
+        values: dict[str, Any] = {"last_error": error[:2000]}
+        if final:
+            values["status"] = FAILED
+        with self.engine.begin() as conn:
+            conn.execute(update(o).where(o.c.id == row_id, o.c.status == PENDING).values(values))
+
+    def requeue_failed(self) -> int:
+        """Put failed contacts back to pending (after the receiver was fixed); returns how many."""
+        o = self.outbox
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(o).where(o.c.status == FAILED).values(status=PENDING)
+            ).rowcount
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def history(self, run_id: str | None = None) -> pd.DataFrame:
+        """Every outbox row (or one run's), timestamps as UTC; what monitoring reads."""
+        o = self.outbox
+        query = select(o).order_by(o.c.as_of, o.c.run_id, o.c.rank)
+        if run_id is not None:
+            query = query.where(o.c.run_id == run_id)
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).mappings().all(), columns=o.columns.keys())
+        for col in ("as_of", "delivered_at"):
+            frame[col] = pd.to_datetime(frame[col], utc=True)
+        for col in ("churn_probability", "clv", "clv_low", "clv_high", "value_at_risk"):
+            frame[col] = frame[col].astype(float)
+        return frame
+
+    def run_summary(self) -> pd.DataFrame:
+        """Per run: selected, contact, control, pending, sent, failed."""
+        r, o = self.runs, self.outbox
+
+        def count(condition) -> Any:
+            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+        query = (
+            select(
+                r.c.run_id,
+                r.c.campaign,
+                r.c.as_of,
+                func.count(o.c.id).label("selected"),
+                count(o.c.group == CONTACT).label(CONTACT),
+                count(o.c.group == CONTROL).label(CONTROL),
+                count(o.c.status == PENDING).label(PENDING),
+                count(o.c.status == SENT).label(SENT),
+                count(o.c.status == FAILED).label(FAILED),
+            )
+            .select_from(r.outerjoin(o, o.c.run_id == r.c.run_id))
+            .group_by(r.c.run_id, r.c.campaign, r.c.as_of)
+            .order_by(r.c.as_of, r.c.run_id)
+        )
+        with self.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(query).mappings().all())
+        columns = ["run_id", "campaign", "as_of", "selected", CONTACT, CONTROL, *STATUSES[:3]]
+        if frame.empty:
+            return pd.DataFrame(columns=columns)
+        frame["as_of"] = pd.to_datetime(frame["as_of"], utc=True)
+        return frame[columns].astype({c: int for c in columns[3:]})
+
+
+def _first(values: pd.Series) -> Any:
+    present = values.dropna()
+    return str(present.iloc[0]) if len(present) else None
+
+
+def _jsonable(v: Any) -> Any:
+    return list(v) if isinstance(v, tuple) else v
+
+
+def outbox_url_for(settings: Settings, data: str | Path | None) -> str:
+    """`outreach.outbox_url`, or SQLite at <data folder>/outreach/outbox.db (./outreach/ when the
+    data is a SQL source or not given)."""
+    if settings.outreach.outbox_url:
+        return settings.outreach.outbox_url
+    return f"sqlite:///{(_outreach_home(data) / 'outbox.db').resolve()}"
+
+
+def file_drop_dir_for(settings: Settings, data: str | Path | None) -> Path:
+    if settings.outreach.file_drop_dir:
+        return Path(settings.outreach.file_drop_dir)
+    return _outreach_home(data) / "drop"
+
+
+def _outreach_home(data: str | Path | None) -> Path:
+    if data is None or "://" in str(data):
+        return Path("outreach")
+    return Path(data) / "outreach"
+
+
+def read_outbox(outbox: str | Outbox) -> pd.DataFrame:
+    """The outbox history as a DataFrame, one row per selected customer and run: run_id, as_of,
+    campaign, window, customer_id, segment, rank, group (contact/control), control_draw,
+    churn_probability, clv, clv_low, clv_high, value_at_risk, tier, reason_1..3, model versions,
+    status, attempts, last_error, channel, delivered_at. For measuring the effect of outreach."""
+    if isinstance(outbox, Outbox):
+        return outbox.history()
+    with Outbox(outbox, create=False) as box:
+        return box.history()
