@@ -12,7 +12,7 @@ DEMO_SEED      ?= 7
 DEMO_START     ?= 2024-01-01
 DEMO_AS_OF     ?= 2026-01-01
 
-.PHONY: venv demo test lint format bench clean
+.PHONY: venv demo test test-fast lint format bench clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "Retain needs Python 3.11; set PYTHON=/path/to/python3.11")'
@@ -27,11 +27,17 @@ $(STAMP): pyproject.toml requirements.lock
 venv: $(STAMP)
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/pytest
+
+# The unit tier only (hand-computed frames, no trained world, no server): about a minute.
+test-fast: $(STAMP)
+	$(BIN)/pytest -m unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

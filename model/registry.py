@@ -79,8 +79,7 @@ class Registry:
     def active(self) -> Iterator[Registry]:
         """MLflow's fluent API pointed at this store for the duration of the block."""
         import mlflow
-
-        from mlflow.tracking import _tracking_service, _model_registry
+        from mlflow.tracking import _model_registry, _tracking_service
 
         # MLflow keeps the URIs in module globals and mirrors them into the environment; both
         # are put back exactly as they were, so a later `Registry` reads the same environment.
