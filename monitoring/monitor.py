@@ -99,22 +99,6 @@ def past_scores(
     return stacked[["as_of", "customer_id", "churn_probability", "clv"]], pending
 
 
-def _for_performance(past: pd.DataFrame | None, cutoff, horizon_days: int) -> pd.DataFrame:
-    """The past scores of the latest `MATURED_DATES` matured dates."""
-    if past is None:
-        return pd.DataFrame(
-            {
-                "as_of": pd.Series([], dtype="datetime64[ns, UTC]"),
-                "customer_id": pd.Series([], dtype=object),
-                "churn_probability": pd.Series([], dtype=float),
-                "clv": pd.Series([], dtype=float),
-            }
-        )
-    matured = past["as_of"] + pd.Timedelta(days=horizon_days) <= cutoff
-    keep = sorted(past.loc[matured, "as_of"].unique())[-MATURED_DATES:]
-    return past[past["as_of"].isin(keep)].reset_index(drop=True)
-
-
 def for_performance(past: pd.DataFrame | None, cutoff, horizon_days: int) -> pd.DataFrame:
     """The past scores of the latest `MATURED_DATES` matured dates."""
     if past is None:
