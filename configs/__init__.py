@@ -67,6 +67,9 @@ class TrainingSettings(_Strict):
     clv_params: dict[str, float | int | str | bool] = Field(default_factory=dict)
     leakage_auc_threshold: float = Field(default=0.95, gt=0.5, le=1.0)
     allow_leaky_features: tuple[str, ...] = ()
+    # BG/NBD + Gamma-Gamma outputs as features (refitted at every cutoff) and blends of the
+    # models with BG/NBD and a logistic regression, chosen on validation.
+    classic_models: bool = True
     gate_churn: GateSettings = GateSettings(metric="roc_auc")
     gate_clv: GateSettings = GateSettings(metric="gini_normalized")
 

@@ -101,9 +101,20 @@ class Snapshot:
         return keep, pos[keep]
 
     @cached_property
+    def _event_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        return self._keep(self.tables.events)
+
+    def event_values(self, column: str) -> np.ndarray | None:
+        """An optional (contract-extra) events column, e.g. `invoice_no`, aligned with `events`;
+        None when the events table does not have it."""
+        if column not in self.tables.events.columns:
+            return None
+        return self.tables.events[column].to_numpy()[self._event_rows[0]]
+
+    @cached_property
     def events(self) -> EventView:
         ev = self.tables.events
-        keep, pos = self._keep(ev)
+        keep, pos = self._event_rows
         resolved = ev["resolved"].astype("Float64").to_numpy(dtype=np.float64, na_value=np.nan)
         return EventView(
             pos=pos,

@@ -1,7 +1,8 @@
 """A trained model as plain files: LightGBM boosters as text, calibrators,
 schemas and settings as JSON. No pickles, so a model folder is safe to load and readable.
 
-    <folder>/meta.json          kind, schema, calibrator or objective, iterations, interval
+    <folder>/meta.json          kind, schema, calibrator or objective, iterations, interval,
+                                blend with the classic models, BTYD parameters
     <folder>/<booster>.txt      one LightGBM model per booster (churn: "churn"; clv: its parts)
 """
 
@@ -13,6 +14,8 @@ from typing import Any
 
 import lightgbm as lgb
 
+from model.blend import ChurnStack, ClvBlend
+from model.btyd import BtydParams
 from model.calibration import calibrator_from_dict
 from model.churn import ChurnModel
 from model.clv import ClvModel
@@ -35,13 +38,18 @@ def save_model(model: ChurnModel | ClvModel, folder: str | Path) -> Path:
         raise TypeError(f"cannot save {type(model).__name__}: expected ChurnModel or ClvModel")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    meta: dict[str, Any] = {"format": FORMAT_VERSION, "schema": model.schema.to_dict()}
+    meta: dict[str, Any] = {
+        "format": FORMAT_VERSION,
+        "schema": model.schema.to_dict(),
+        "btyd": None if model.btyd is None else model.btyd.to_dict(),
+    }
     if isinstance(model, ChurnModel):
         meta.update(
             kind="churn",
             best_iteration=model.best_iteration,
             calibrator=model.calibrator.to_dict(),
             calibration=model.calibration,
+            stack=None if model.stack is None else model.stack.to_dict(),
             boosters=["churn"],
         )
         _save_booster(model.booster, folder / "churn.txt")
@@ -53,6 +61,7 @@ def save_model(model: ChurnModel | ClvModel, folder: str | Path) -> Path:
             best_iteration=model.best_iteration,
             validation=model.validation,
             interval_validation=model.interval_validation,
+            blend=model.blend.to_dict(),
             boosters=sorted(model.boosters),
         )
         for name, booster in model.boosters.items():
@@ -97,6 +106,8 @@ def _model_from(folder: Path, meta: dict[str, Any]) -> ChurnModel | ClvModel:
     if missing:
         raise ValueError(f"booster files {missing} listed in meta.json do not exist")
     boosters = {name: _load_booster(folder / f"{name}.txt") for name in meta["boosters"]}
+    # Models saved before blends existed have neither key: no BTYD features, no blend.
+    btyd = None if meta.get("btyd") is None else BtydParams.from_dict(meta["btyd"])
     if meta["kind"] == "churn":
         return ChurnModel(
             schema=schema,
@@ -104,6 +115,8 @@ def _model_from(folder: Path, meta: dict[str, Any]) -> ChurnModel | ClvModel:
             best_iteration=int(meta["best_iteration"]),
             calibrator=calibrator_from_dict(meta["calibrator"]),
             calibration=meta.get("calibration", {}),
+            stack=None if meta.get("stack") is None else ChurnStack.from_dict(meta["stack"]),
+            btyd=btyd,
         )
     return ClvModel(
         schema=schema,
@@ -113,4 +126,6 @@ def _model_from(folder: Path, meta: dict[str, Any]) -> ChurnModel | ClvModel:
         best_iteration=int(meta["best_iteration"]),
         validation=meta.get("validation", {}),
         interval_validation=meta.get("interval_validation", {}),
+        blend=ClvBlend.from_dict(meta["blend"]) if "blend" in meta else ClvBlend(),
+        btyd=btyd,
     )

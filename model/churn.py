@@ -1,5 +1,6 @@
 """The fitted churn model: calibrated P(churn within the horizon) from a LightGBM booster, and
-the per-feature contributions behind it. Built by `training.churn`, saved by `model.artifact`.
+the per-feature contributions behind it (the booster's: a stack with the classic models
+moves the probability, the reasons stay the booster's). Built by `training.churn`, saved by `model.artifact`.
 
 Every prediction goes through `model.schema.feature_matrix`; the `*_matrix` methods take that
 matrix directly, so a caller that scores several models on the same customers (the scoring core)
@@ -15,6 +16,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from model.blend import ChurnStack
+from model.btyd import BtydParams
 from model.calibration import Calibrator
 from model.schema import FeatureSchema, feature_matrix
 
@@ -46,6 +49,11 @@ class ChurnModel:
     calibration: dict[str, dict[str, float]] = field(default_factory=dict)
     # The LightGBM parameters it was trained with (for the record; not needed to predict).
     params: dict[str, Any] = field(default_factory=dict)
+    # The blend with the classic models chosen on validation (None: the calibrated booster).
+    stack: ChurnStack | None = None
+    # BG/NBD + Gamma-Gamma parameters for the `model.btyd.BTYD_COLUMNS` features, when the
+    # schema has them (fitted on the whole known history at training time).
+    btyd: BtydParams | None = None
 
     def matrix(self, X: pd.DataFrame) -> np.ndarray:
         return feature_matrix(X, self.schema)
@@ -55,7 +63,11 @@ class ChurnModel:
 
     def probability(self, M: np.ndarray) -> np.ndarray:
         """Calibrated P(churn) on a feature matrix of this model's schema, shape (n,)."""
-        return np.clip(self.calibrator.predict(self.raw_score_matrix(M)), 0.0, 1.0)
+        raw = self.raw_score_matrix(M)
+        calibrated = np.clip(self.calibrator.predict(raw), 0.0, 1.0)
+        if self.stack is None:
+            return calibrated
+        return np.clip(self.stack.probability(M, raw, calibrated), 0.0, 1.0)
 
     def contributions_matrix(self, M: np.ndarray) -> np.ndarray:
         """Per-feature TreeSHAP contributions to the log-odds on a feature matrix (no bias)."""

@@ -14,6 +14,8 @@ import lightgbm as lgb
 import numpy as np
 import pandas as pd
 
+from model.blend import ClvBlend
+from model.btyd import BtydParams
 from model.calibration import sigmoid
 from model.churn import contributions_matrix, predict
 from model.schema import FeatureSchema, feature_matrix
@@ -45,6 +47,9 @@ class ClvModel:
     validation: dict[str, dict[str, float]] = field(default_factory=dict)
     interval_validation: dict[str, float] = field(default_factory=dict)
     params: dict[str, Any] = field(default_factory=dict)
+    # The blend with BG/NBD x Gamma-Gamma chosen on validation; the identity by default.
+    blend: ClvBlend = field(default_factory=ClvBlend)
+    btyd: BtydParams | None = None  # as `ChurnModel.btyd`
 
     def matrix(self, X: pd.DataFrame) -> np.ndarray:
         return feature_matrix(X, self.schema)
@@ -56,7 +61,7 @@ class ClvModel:
             np.maximum(np.expm1(predict(self.boosters[s], M, self.boosters[s].best_iteration)), 0.0)
             for s in INTERVAL_PARTS
         )
-        clv = np.maximum(point, 0.0)
+        clv = np.maximum(self.blend.value(M, point), 0.0)
         return clv, np.minimum(low, clv), np.maximum(high, clv)
 
     def predict(self, X: pd.DataFrame) -> pd.DataFrame:

@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.special import betaln, expit, gammaln, hyp2f1
+from scipy.special import betaln, gammaln
 from sklearn.compose import ColumnTransformer
 from sklearn.impute import SimpleImputer
 from sklearn.isotonic import IsotonicRegression
@@ -41,8 +40,9 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
 from configs import Settings
-from features.contract import NS_PER_DAY, Tables
-from features.snapshot import Snapshot, days_before
+from features.contract import Tables
+from features.rfm import check_summary, rfm_summary
+from model.btyd import BgNbdParams, BtydParams, BtydPredictor, GammaGammaParams
 
 RECENCY_COLUMNS = ("days_since_last_purchase", "days_since_last_event")
 
@@ -256,98 +256,6 @@ class LastSpendClvBaseline:
 
 # --- CLV: BG/NBD x Gamma-Gamma ----------------------------------------------------------------
 
-RFM_COLUMNS = ("frequency", "recency", "T", "monetary_value")
-
-
-def rfm_summary(
-    tables: Tables,
-    as_of: str | pd.Timestamp,
-    settings: Settings,
-    *,
-    event_type: str = "purchase",
-) -> pd.DataFrame:
-    """Per-customer calibration summary for BG/NBD and Gamma-Gamma, from events before `as_of`.
-
-    One row per customer in the population at `as_of` (as `Snapshot` defines it; `settings`
-    only matters there, for the activity types of a data set without a churn table), indexed by customer_id, in the lifetimes convention with days as
-    the time unit and UTC calendar days as the purchase unit (several purchases on one day are
-    one purchase of their summed amount):
-
-    - `frequency`: distinct purchase days minus 1 (repeat purchase days).
-    - `recency`: days from the first to the last purchase day.
-    - `T`: days from the start of the first purchase day to `as_of` (fractional when `as_of`
-      is not a midnight).
-    - `monetary_value`: mean amount of the repeat purchase days (the first day excluded, as in
-      lifetimes); 0 when frequency is 0. A purchase without an amount adds 0.
-
-    Customers with no purchase yet get frequency 0, recency 0 and T = tenure (days since
-    signup).
-    """
-    snap = Snapshot(tables, as_of, settings)
-    ev = snap.events
-    mine = ev.event_type == ev.type_code(event_type)
-    pos = ev.pos[mine]
-    amount = np.nan_to_num(ev.amount[mine], nan=0.0)
-    # Calendar day of each purchase relative to as_of's day (0 = as_of's own day, -1 the day
-    # before...). Built from the exact integer offset of as_of within its day, so purchases
-    # at midnight land on the right day with a midnight cutoff.
-    into_day = (snap.as_of.value % NS_PER_DAY) / NS_PER_DAY
-    day = np.floor(into_day - ev.age_days[mine]).astype(np.int64)
-
-    n = snap.n
-    tenure = days_before(snap.as_of, tables.customers["signup_date"].iloc[snap.rows])
-    frequency = np.zeros(n)
-    recency = np.zeros(n)
-    T = np.asarray(tenure, dtype=np.float64).copy()
-    monetary = np.zeros(n)
-    if len(pos):
-        # One row per (customer, purchase day), with that day's summed amount.
-        span = int(day.max() - day.min()) + 1
-        key = pos * span + (day - day.min())
-        keys, inverse = np.unique(key, return_inverse=True)
-        day_amount = np.bincount(inverse, weights=amount, minlength=len(keys))
-        day_pos = keys // span
-        day_of = keys % span + day.min()
-
-        n_days = np.bincount(day_pos, minlength=n)
-        first = np.full(n, np.iinfo(np.int64).max)
-        last = np.full(n, np.iinfo(np.int64).min)
-        np.minimum.at(first, day_pos, day_of)
-        np.maximum.at(last, day_pos, day_of)
-        bought = n_days > 0
-        first_amount = np.bincount(
-            day_pos, weights=np.where(day_of == first[day_pos], day_amount, 0.0), minlength=n
-        )
-        repeat_amount = np.bincount(day_pos, weights=day_amount, minlength=n) - first_amount
-
-        frequency[bought] = n_days[bought] - 1
-        recency[bought] = last[bought] - first[bought]
-        T[bought] = into_day - first[bought]
-        repeat = frequency > 0
-        monetary[repeat] = repeat_amount[repeat] / frequency[repeat]
-    return pd.DataFrame(
-        {"frequency": frequency, "recency": recency, "T": T, "monetary_value": monetary},
-        index=snap.index,
-    )
-
-
-def _check_summary(summary: pd.DataFrame, *, monetary: bool) -> None:
-    """Plain, specific errors for a summary the models cannot use."""
-    needed = RFM_COLUMNS if monetary else RFM_COLUMNS[:3]
-    missing = [c for c in needed if c not in summary.columns]
-    if missing:
-        raise ValueError(f"RFM summary is missing columns {missing}; expected {list(needed)}")
-    values = summary[list(needed)].to_numpy(dtype=np.float64)
-    if not np.isfinite(values).all():
-        raise ValueError("RFM summary has NaN or infinite values")
-    x, t_x, T = values[:, 0], values[:, 1], values[:, 2]
-    if (x < 0).any() or (t_x < 0).any() or (T < 0).any():
-        raise ValueError("RFM summary has negative frequency, recency or T")
-    if (t_x > T).any():
-        raise ValueError("RFM summary has recency greater than T for some customers")
-    if ((x == 0) & (t_x != 0)).any():
-        raise ValueError("RFM summary has recency > 0 for customers with frequency 0")
-
 
 def bgnbd_log_likelihood(
     params: tuple[float, float, float, float],
@@ -419,22 +327,7 @@ def _fit_log_params(
     return np.exp(result.x), result
 
 
-@dataclass(frozen=True)
-class BgNbdParams:
-    r: float
-    alpha: float
-    a: float
-    b: float
-
-
-@dataclass(frozen=True)
-class GammaGammaParams:
-    p: float
-    q: float
-    gamma: float
-
-
-class BgNbdGammaGammaBaseline:
+class BgNbdGammaGammaBaseline(BtydPredictor):
     """Expected value in a horizon = E[repeat purchase days] (BG/NBD) x E[spend per day]
     (Gamma-Gamma), both fitted by maximum likelihood on an `rfm_summary`.
 
@@ -455,7 +348,7 @@ class BgNbdGammaGammaBaseline:
     # fitting -----------------------------------------------------------------------------
 
     def fit(self, summary: pd.DataFrame) -> BgNbdGammaGammaBaseline:
-        _check_summary(summary, monetary=True)
+        check_summary(summary, monetary=True)
         if len(summary) == 0:
             raise ValueError("cannot fit BG/NBD on an empty RFM summary")
         self.bgnbd_ = self._fit_bgnbd(summary)
@@ -507,94 +400,20 @@ class BgNbdGammaGammaBaseline:
             mean_spend = float(m.mean())  # the model's population mean is infinite for q <= 1
         return fitted, mean_spend
 
-    # prediction --------------------------------------------------------------------------
-
-    @staticmethod
-    def _rfm(summary: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        _check_summary(summary, monetary=False)
-        return tuple(summary[c].to_numpy(dtype=np.float64) for c in ("frequency", "recency", "T"))
-
-    def _log_odds_dead(self, x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> np.ndarray:
-        """log of a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x) for x > 0, -inf for x = 0 (a
-        customer with no repeat purchase cannot have dropped out in BG/NBD)."""
-        p = self.bgnbd_
-        x1 = np.where(x > 0, x, 1.0)
-        term = (
-            np.log(p.a)
-            - np.log(p.b + x1 - 1.0)
-            + (p.r + x) * (np.log(p.alpha + T) - np.log(p.alpha + t_x))
-        )
-        return np.where(x > 0, term, -np.inf)
-
-    def p_alive(self, summary: pd.DataFrame) -> np.ndarray:
-        """P(still alive at the end of the calibration period | history) (FHL 2005, eq. 11).
-        `1 - p_alive` is a churn score."""
-        _check_fitted(self, "bgnbd_")
-        x, t_x, T = self._rfm(summary)
-        return expit(-self._log_odds_dead(x, t_x, T))
-
-    def p_no_purchase(self, summary: pd.DataFrame, horizon_days: float) -> np.ndarray:
-        """P(no repeat purchase day in (T, T + horizon] | history): the BG/NBD churn score for a
-        "no purchase in the horizon" label, sharper than `1 - p_alive`.
-
-        1 - P(alive) * (1 - ((alpha+T)/(alpha+T+t))^(r+x)): a customer who is alive buys next at
-        rate lambda, whose posterior given alive is Gamma(r+x, alpha+T); dropout happens only
-        right after a purchase, so it cannot prevent the first purchase in the window.
-        """
-        _check_fitted(self, "bgnbd_")
-        if horizon_days < 0:
-            raise ValueError(f"horizon_days must be >= 0, got {horizon_days}")
-        x, t_x, T = self._rfm(summary)
-        p = self.bgnbd_
-        t = float(horizon_days)
-        none_if_alive = np.exp((p.r + x) * (np.log(p.alpha + T) - np.log(p.alpha + T + t)))
-        return 1.0 - self.p_alive(summary) * (1.0 - none_if_alive)
-
-    def expected_purchases(self, summary: pd.DataFrame, horizon_days: float) -> np.ndarray:
-        """E[repeat purchase days in (T, T + horizon] | history] (FHL 2005, eq. 10):
-
-        P(alive) * (a+b+x-1)/(a-1) * [1 - ((alpha+T)/(alpha+T+t))^(r+x)
-                                          * 2F1(r+x, b+x; a+b+x-1; z)],  z = t/(alpha+T+t).
-
-        Evaluated through Euler's transformation 2F1(A, B; C; z) = (1-z)^(C-A-B)
-        2F1(C-A, C-B; C; z), which turns the bracket into
-        1 - (1-z)^(a-1) * 2F1(a+b-1-r, a-1; a+b+x-1; z): the first two parameters no longer grow
-        with x, so the series stays well-behaved for heavy buyers. The formula is analytic in
-        `a` (the pole at a = 1 cancels), so `a` within 1e-6 of 1 is nudged off it.
-        """
-        _check_fitted(self, "bgnbd_")
-        if horizon_days < 0:
-            raise ValueError(f"horizon_days must be >= 0, got {horizon_days}")
-        x, t_x, T = self._rfm(summary)
-        p = self.bgnbd_
-        a = p.a if abs(p.a - 1.0) > 1e-6 else 1.0 + math.copysign(1e-6, p.a - 1.0)
-        t = float(horizon_days)
-        z = t / (p.alpha + T + t)
-        c = a + p.b + x - 1.0
-        with np.errstate(all="ignore"):
-            bracket = 1.0 - np.exp((a - 1.0) * np.log1p(-z)) * hyp2f1(
-                a + p.b - 1.0 - p.r, a - 1.0, c, z
-            )
-            expected = c / (a - 1.0) * bracket
-        alive = expit(-self._log_odds_dead(x, t_x, T))
-        return np.maximum(np.nan_to_num(alive * expected, nan=0.0, posinf=0.0), 0.0)
-
-    def expected_spend(self, summary: pd.DataFrame) -> np.ndarray:
-        """E[spend per purchase day | history] (Fader & Hardie 2013): a weighted average of the
-        population mean and the customer's own mean, weighted by the number of repeat days."""
-        _check_fitted(self, "bgnbd_")
-        _check_summary(summary, monetary=True)
-        x = summary["frequency"].to_numpy(dtype=np.float64)
-        m = summary["monetary_value"].to_numpy(dtype=np.float64)
-        out = np.full(len(summary), self.mean_spend_)
-        gg = self.gamma_gamma_
-        if gg is not None:
-            # The posterior mean needs p*x + q - 1 > 0; true for any repeat buyer once q > 1.
-            own = (x > 0) & (m > 0) & (gg.p * x + gg.q - 1.0 > 0)
-            px = gg.p * x[own]
-            out[own] = (gg.gamma + m[own] * x[own]) * gg.p / (px + gg.q - 1.0)
-        return out
-
     def predict(self, summary: pd.DataFrame, horizon_days: float) -> np.ndarray:
         """Expected value over the next `horizon_days`: purchases times spend per purchase."""
         return self.expected_purchases(summary, horizon_days) * self.expected_spend(summary)
+
+
+def fit_btyd_params(
+    tables: Tables, as_of: str | pd.Timestamp, settings: Settings
+) -> BtydParams | None:
+    """BG/NBD + Gamma-Gamma fitted on the population's history before `as_of`; None when there is
+    nothing to fit (nobody has a repeat purchase day) or the likelihood cannot be maximised."""
+    summary = rfm_summary(tables, as_of, settings)
+    if len(summary) == 0 or not (summary["frequency"] > 0).any():
+        return None
+    try:
+        return BgNbdGammaGammaBaseline().fit(summary).params
+    except (ValueError, FloatingPointError):
+        return None

@@ -135,6 +135,12 @@ def calibration_table(y_true: Any, p: Any, bins: int = 10) -> pd.DataFrame:
     )
 
 
+def normalised_gini(y: np.ndarray, s: np.ndarray) -> float:
+    """Gini of the gains curve ordered by `s` over the one ordered by `y` (1 perfect, 0 random)."""
+    perfect = _gini(y, y)
+    return _gini(y, s) / perfect if perfect > 0 else NAN
+
+
 def churn_metrics(y_true: Any, p: Any) -> dict[str, float]:
     """Churn classifier quality from labels (bool or 0/1) and probabilities in [0, 1].
 
@@ -214,9 +220,7 @@ def clv_metrics(y_true: Any, pred: Any) -> dict[str, float]:
     if n == 0:
         return out
     out["spearman"] = _spearman(y, s)
-    perfect = _gini(y, y)
-    if perfect > 0:
-        out["gini_normalized"] = _gini(y, s) / perfect
+    out["gini_normalized"] = normalised_gini(y, s)
     out["decile_mape"] = _decile_mape(y, s)
     if y.sum() != 0:
         out["top_decile_revenue_share"] = _top_share(y, s)

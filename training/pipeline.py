@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
 from configs import Settings
 from features.contract import Tables
+from features.rfm import rfm_summary
+from model.btyd import with_btyd
 from model.churn import ChurnModel
 from model.clv import ClvModel
-from model.schema import align_categories
+from model.schema import align_categories, feature_matrix
 from training import baselines as bl
+from training.blend import choose_churn_stack, choose_clv_blend
+from training.boosting import customer_hash
 from training.churn import ChurnTrainer
 from training.clv import ClvTrainer
-from training.frames import TrainingData
+from training.frames import Snapshot, TrainingData
 from training.leakage import Finding, check_leakage, future_dated_attributes, separating_features
 from training.metrics import by_segment, churn_metrics, clv_metrics
 
@@ -97,6 +101,46 @@ def _segments(X: pd.DataFrame) -> pd.Series | None:
     return X["segment"] if "segment" in X.columns else None
 
 
+def add_btyd(data: TrainingData, tables: Tables, settings: Settings) -> TrainingData:
+    """Every snapshot with the BTYD features, BG/NBD + Gamma-Gamma fitted at its own cutoff on
+    the history before it (no labels), as scoring will at its cutoff."""
+
+    def add(s: Snapshot) -> Snapshot:
+        params = bl.fit_btyd_params(tables, s.cutoff, settings)
+        return Snapshot(
+            cutoff=s.cutoff, X=with_btyd(s.X, tables, s.cutoff, settings, params), y=s.y
+        )
+
+    return TrainingData(
+        cutoffs=data.cutoffs,
+        train=tuple(add(s) for s in data.train),
+        evaluation=add(data.evaluation),
+    )
+
+
+def _blend(
+    churn: ChurnModel,
+    clv: ClvModel,
+    X_fit: pd.DataFrame,
+    y_fit: pd.DataFrame,
+    X_valid: pd.DataFrame,
+    y_valid: pd.DataFrame,
+) -> tuple[ChurnModel, ClvModel]:
+    M_fit, M_valid = feature_matrix(X_fit, churn.schema), feature_matrix(X_valid, churn.schema)
+    churn, _ = choose_churn_stack(
+        churn,
+        M_fit,
+        y_fit["churned"].to_numpy(),
+        M_valid,
+        y_valid["churned"].to_numpy(),
+        customer_hash(X_valid.index) & 1,
+    )
+    clv, _ = choose_clv_blend(
+        clv, feature_matrix(X_valid, clv.schema), y_valid["future_value"].to_numpy()
+    )
+    return churn, clv
+
+
 def fit_and_evaluate(
     data: TrainingData,
     tables: Tables,
@@ -105,6 +149,9 @@ def fit_and_evaluate(
     progress: Callable[[str], None] = lambda _: None,
 ) -> Trained:
     t = settings.training
+    if t.classic_models:
+        progress("BG/NBD + Gamma-Gamma features at every cutoff")
+        data = add_btyd(data, tables, settings)
     allowed = guard_leakage(data, tables, settings)
     X_fit, y_fit, X_valid, y_valid, X_eval = _split_fit_valid(data)
     y_eval = data.evaluation.y
@@ -124,6 +171,12 @@ def fit_and_evaluate(
         X_fit, y_fit["future_value"], X_valid, y_valid["future_value"]
     )
     progress(f"clv model: objective {clv.objective}")
+    if t.classic_models:
+        churn, clv = _blend(churn, clv, X_fit, y_fit, X_valid, y_valid)
+        btyd = bl.fit_btyd_params(tables, data.cutoffs.known_until, settings)
+        churn, clv = replace(churn, btyd=btyd), replace(clv, btyd=btyd)
+        stack = "+".join(churn.stack.components) if churn.stack else "none (the booster alone)"
+        progress(f"blends: churn stack {stack}; clv weight on the model {clv.blend.weight:.2f}")
 
     progress("baselines")
     X_base = pd.concat([X_fit, X_valid])
@@ -131,7 +184,7 @@ def fit_and_evaluate(
     recency = bl.RecencyChurnBaseline().fit(X_base, y_base["churned"])
     logistic = bl.LogisticChurnBaseline().fit(X_base, y_base["churned"])
     last_spend = bl.LastSpendClvBaseline(settings.horizon_days).fit(X_base, y_base["future_value"])
-    summary = bl.rfm_summary(tables, data.evaluation.cutoff, settings)
+    summary = rfm_summary(tables, data.evaluation.cutoff, settings)
     summary = summary.reindex(X_eval.index)
     bgnbd = bl.BgNbdGammaGammaBaseline().fit(summary)
 

@@ -11,6 +11,9 @@ runs on one customer partition at a time.
 - `feedback`: NPS, CSAT and CES last, mean, count, trend; NPS class; negative responses.
 - `sentiment`: VADER compound score of survey comments, aggregated per customer.
 - `static`: the customers table's attributes (strings as categoricals, numbers as float64).
+- `timing`: gaps between purchase days, how overdue the next one is, the same window a year ago.
+- `basket`: orders, items and products per order, repeat products, units, returns (from the
+  optional events columns `invoice_no`, `stock_code`, `quantity`; NaN without them).
 
 Naming: snake_case; a look-back window of `w` days is a `_{w}d` suffix and covers
 `as_of - w days <= ts < as_of`; `days_since_*` are fractional days before `as_of`. Counts are
@@ -19,10 +22,12 @@ happened, every column of a family whose table is absent) is NaN. Numeric column
 Column names are unique across families; `build_features` checks it.
 """
 
+from features.families.basket import basket_features
 from features.families.feedback import feedback_features
 from features.families.journey import journey_features
 from features.families.sentiment import sentiment_features
 from features.families.static import static_features
+from features.families.timing import timing_features
 from features.families.value import value_features
 
 FAMILIES = (
@@ -31,13 +36,17 @@ FAMILIES = (
     feedback_features,
     sentiment_features,
     static_features,
+    timing_features,
+    basket_features,
 )
 
 __all__ = [
     "FAMILIES",
+    "basket_features",
     "feedback_features",
     "journey_features",
     "sentiment_features",
     "static_features",
+    "timing_features",
     "value_features",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model.btyd import BtydParams
 from model.churn import ChurnModel
 from model.clv import ClvModel
 from model.registry import CHAMPION, MODEL_NAMES, Registry
@@ -28,6 +29,13 @@ class Champions:
             raise TypeError(f"churn must be a ChurnModel, got {type(self.churn).__name__}")
         if not isinstance(self.clv, ClvModel):
             raise TypeError(f"clv must be a ClvModel, got {type(self.clv).__name__}")
+
+    @property
+    def btyd(self) -> BtydParams | None:
+        """The BG/NBD + Gamma-Gamma parameters the models' BTYD features are computed with (the
+        churn model's when both have them: they come from one training run unless promoted
+        apart)."""
+        return self.churn.btyd if self.churn.btyd is not None else self.clv.btyd
 
     @property
     def shared_schema(self) -> bool:

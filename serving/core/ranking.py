@@ -15,6 +15,7 @@ import pandas as pd
 
 from configs import Settings
 from features.contract import Tables, to_utc
+from model.btyd import with_btyd
 from serving.core.champions import Champions
 from serving.core.columns import REASON_COLUMNS, SCORE_COLUMNS
 from serving.core.explain import reasons_for
@@ -57,6 +58,10 @@ def score_population(
     cutoff = to_utc(as_of)
     progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
     X = build_features(tables, cutoff, settings)
+    params = champions.btyd
+    if params is not None:
+        progress("BG/NBD + Gamma-Gamma features with the champion's fitted parameters")
+        X = with_btyd(X, tables, cutoff, settings, params)
     return ScoredList(cutoff, rank_features(X, champions, settings, progress=progress), X)
 
 

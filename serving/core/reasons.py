@@ -261,6 +261,9 @@ _KINDS = "|".join(k for k in NOUNS if k != "events")
 _CHANNELS = "|".join(CHANNEL_WORDS)
 _SURVEYS = "|".join(SURVEY_WORDS)
 
+GAP_WORDS = {"mean": "usually", "last": "last", "max": "at most"}
+PER_ORDER_WORDS = {"lines": "lines", "products": "products", "units": "units"}
+
 Rule = tuple[re.Pattern[str], Callable[[re.Match[str], Any], str]]
 RULES: list[Rule] = [
     (re.compile(p), f)
@@ -390,6 +393,160 @@ RULES: list[Rule] = [
         (r"sentiment_mean(?:_(?P<w>\d+)d)?", _sentiment("mean")),
         (r"sentiment_min", _sentiment("min")),
         (r"sentiment_last", _sentiment("last")),
+        # timing
+        (
+            r"purchase_days_total",
+            lambda _m, v: f"bought on {count(0 if missing(v) else v, 'day', zero='no')}",
+        ),
+        (r"days_since_first_purchase", _ago("first purchase", "has never purchased")),
+        (
+            r"gap_(?P<kind>mean|last|max)_days",
+            lambda m, v: (
+                "fewer than two purchase days"
+                if missing(v)
+                else f"{GAP_WORDS[m['kind']]} {days(v)} between purchases"
+            ),
+        ),
+        (
+            r"gap_std_days",
+            lambda _m, v: (
+                "fewer than two purchase days"
+                if missing(v)
+                else f"gaps between purchases vary by {days(v)}"
+            ),
+        ),
+        (
+            r"gap_cv",
+            lambda _m, v: (
+                "fewer than two purchase days"
+                if missing(v)
+                else "buys at irregular intervals"
+                if float(v) > 1.0
+                else "buys at fairly regular intervals"
+            ),
+        ),
+        (
+            r"overdue_ratio",
+            lambda _m, v: (
+                "no usual buying rhythm yet"
+                if missing(v)
+                else f"next purchase overdue ({number(round(float(v), 1))}x the usual gap)"
+                if float(v) > 1
+                else "buying on its usual rhythm"
+            ),
+        ),
+        (
+            r"overdue_z",
+            lambda _m, v: (
+                "no usual buying rhythm yet"
+                if missing(v)
+                else "next purchase later than usual"
+                if float(v) > 0
+                else "buying on its usual rhythm"
+            ),
+        ),
+        (
+            r"purchase_day_rate",
+            lambda _m, v: (
+                "has never purchased"
+                if missing(v)
+                else f"buys on {number(round(float(v), 1))} days a month"
+            ),
+        ),
+        (
+            r"purchase_days_last_year_window",
+            lambda _m, v: (
+                "no history for the same season last year"
+                if missing(v)
+                else f"bought on {count(v, 'day', zero='no')} in the same season last year"
+            ),
+        ),
+        # basket
+        (
+            r"orders_(?:total|(?P<w>\d+)d)",
+            lambda m, v: (
+                "orders not known"
+                if missing(v)
+                else f"{count(v, 'order')}{' ' + window(m['w']) if m['w'] else ' in total'}"
+            ),
+        ),
+        (
+            r"(?P<kind>lines|products|units)_per_order",
+            lambda m, v: (
+                "no orders yet"
+                if missing(v)
+                else f"{number(round(float(v), 1))} {PER_ORDER_WORDS[m['kind']]} per order"
+            ),
+        ),
+        (
+            r"order_value_(?P<kind>mean|max)",
+            lambda m, v: (
+                "no orders yet"
+                if missing(v)
+                else f"{'average' if m['kind'] == 'mean' else 'largest'} order {money(v)}"
+            ),
+        ),
+        (
+            r"distinct_products",
+            lambda _m, v: (
+                "products not known" if missing(v) else f"bought {count(v, 'different product')}"
+            ),
+        ),
+        (
+            r"repeat_product_share",
+            lambda _m, v: (
+                "no repeat products yet" if missing(v) else f"{percent(v)} of products bought again"
+            ),
+        ),
+        (
+            r"units_total",
+            lambda _m, v: "units not known" if missing(v) else f"{count(v, 'unit')} bought",
+        ),
+        (
+            r"value_per_unit",
+            lambda _m, v: "units not known" if missing(v) else f"{money(v)} per unit on average",
+        ),
+        (
+            r"refund_(?P<kind>line|unit)_share",
+            lambda m, v: (
+                "no purchases to return"
+                if missing(v)
+                else f"{percent(v)} of {'lines' if m['kind'] == 'line' else 'units'} returned"
+            ),
+        ),
+        # the classic model's view (BG/NBD + Gamma-Gamma)
+        (
+            r"btyd_p_alive",
+            lambda _m, v: (
+                "too little history" if missing(v) else f"{percent(v)} likely still active"
+            ),
+        ),
+        (
+            r"btyd_p_no_purchase",
+            lambda _m, v: (
+                "too little history"
+                if missing(v)
+                else f"{percent(v)} likely to make no purchase in the horizon"
+            ),
+        ),
+        (
+            r"btyd_expected_purchases",
+            lambda _m, v: (
+                "too little history"
+                if missing(v)
+                else f"about {number(round(float(v), 1))} purchase days expected"
+            ),
+        ),
+        (
+            r"btyd_expected_spend",
+            lambda _m, v: (
+                "too little history" if missing(v) else f"expected {money(v)} per purchase"
+            ),
+        ),
+        (
+            r"btyd_clv",
+            lambda _m, v: "too little history" if missing(v) else f"expected value {money(v)}",
+        ),
     ]
 ]
 

@@ -76,7 +76,14 @@ def random_world(seed: int, n_customers: int, n_events: int, n_feedback: int, wi
                 dtype="boolean",
             ),
         }
-    ).drop_duplicates()
+    )
+    # The basket family's optional columns (contract extras), so it is covered too.
+    events["invoice_no"] = rng.choice([f"i{k}" for k in range(40)], n_events).astype(object)
+    events["stock_code"] = rng.choice(["p1", "p2", "p3", "p4", None], n_events)
+    events["quantity"] = np.where(events["event_type"] == "refund", -1.0, 1.0) * rng.integers(
+        1, 5, n_events
+    )
+    events = events.drop_duplicates()
     survey = rng.choice(list(SURVEYS), n_feedback)
     lo = np.array([SURVEYS[s][0] for s in survey])
     hi = np.array([SURVEYS[s][1] for s in survey])

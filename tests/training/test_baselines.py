@@ -8,18 +8,17 @@ import pytest
 from configs import load_settings
 from features.build import build_features
 from features.labels import build_labels
+from features.rfm import rfm_summary
 from features.synthetic import generate_world
 from features.validate import validate
+from model.btyd import BgNbdParams, GammaGammaParams
 from training.baselines import (
     BgNbdGammaGammaBaseline,
-    BgNbdParams,
-    GammaGammaParams,
     LastSpendClvBaseline,
     LogisticChurnBaseline,
     RecencyChurnBaseline,
     bgnbd_log_likelihood,
     gamma_gamma_log_likelihood,
-    rfm_summary,
 )
 from training.metrics import churn_metrics, clv_metrics
 
