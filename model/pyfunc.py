@@ -35,16 +35,21 @@ class RetainPyfunc(mlflow.pyfunc.PythonModel):
 def signature_for(kind: str, X: pd.DataFrame):
     """Model signature: feature columns in order; categoricals declared `Any` because MLflow's
     schema has no categorical type (strings and pandas categoricals are both accepted and mapped
-    to the training categories by `feature_matrix`)."""
+    to the training categories by `feature_matrix`). The BTYD features are optional: a frame
+    from `retain features` lacks them (they need the fitted BG/NBD parameters, which `retain
+    score` applies), and without them the model predicts from the booster alone."""
     from mlflow.models import ModelSignature
     from mlflow.types.schema import AnyType, ColSpec, Schema
 
+    from model.btyd import BTYD_COLUMNS
+
     inputs = []
     for col in X.columns:
+        required = col not in BTYD_COLUMNS
         if isinstance(X[col].dtype, pd.CategoricalDtype) or X[col].dtype == object:
-            inputs.append(ColSpec(AnyType(), col))
+            inputs.append(ColSpec(AnyType(), col, required=required))
         else:
-            inputs.append(ColSpec("double", col))
+            inputs.append(ColSpec("double", col, required=required))
     if kind == "churn":
         outputs = Schema([ColSpec("double", "churn_probability")])
     else:

@@ -11,6 +11,7 @@ import typer
 
 from edge import (
     ConfigOption,
+    DataOption,
     Progress,
     handle_errors,
     parse_cutoff,
@@ -117,6 +118,59 @@ def _print_report(report, reg) -> None:
     typer.echo(
         f"Open the MLflow UI with: mlflow ui --backend-store-uri {reg.uri}  (store: {reg.store})"
     )
+
+
+@app.command()
+@handle_errors(ContractError, ValueError)
+def backtest(
+    data: DataOption,
+    cutoffs: Annotated[
+        str,
+        typer.Option(
+            "--cutoffs",
+            help="Comma-separated evaluation cutoffs, e.g. 2011-06-11,2011-07-11; each is "
+            "trained on what was known before it and scored on the horizon after it.",
+            show_default=False,
+        ),
+    ],
+    horizon: Annotated[
+        int | None,
+        typer.Option("--horizon", min=1, help="Horizon in days (overrides horizon_days)."),
+    ] = None,
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Folder for backtest.md, backtest.csv, intervals.csv, plots."),
+    ] = Path("backtest"),
+    n_boot: Annotated[
+        int, typer.Option("--bootstrap", min=20, help="Bootstrap resamples for the intervals.")
+    ] = 200,
+    config: ConfigOption = None,
+) -> None:
+    """Replay training and scoring at several cutoffs and compare the models with every baseline,
+    with paired bootstrap intervals of the difference to the best one; logged to MLflow."""
+    from training.backtest import backtest as run_backtest
+    from training.backtest import log_backtest, markdown, write_report
+
+    settings = settings_from(config)
+    if horizon is not None:
+        settings = settings.model_copy(update={"horizon_days": horizon})
+    stamps = [parse_cutoff(c.strip(), "--cutoffs") for c in cutoffs.split(",") if c.strip()]
+    progress = Progress()
+    tables = read_tables(data, progress).tables
+    run = run_backtest(tables, settings, stamps, n_boot=n_boot, progress=progress)
+    written = write_report(run, out)
+    reg = registry()
+    run_id = log_backtest(
+        run,
+        reg,
+        settings.training.experiment,
+        source=str(data),
+        config_text=_effective_config(settings),
+        report=written,
+    )
+    typer.echo(markdown(run).split("\n## churn")[0])
+    typer.echo(f"report: {', '.join(str(p) for p in written)}")
+    typer.echo(f"MLflow run {run_id} (a child run per cutoff) in {reg.uri}")
 
 
 @app.command()

@@ -86,6 +86,36 @@ def calibration_figure(y_true: Any, probs: dict[str, np.ndarray], bins: int = 10
     return fig
 
 
+def decile_calibration_figure(y_true_value: Any, preds: dict[str, np.ndarray]) -> Any:
+    """CLV in level: mean predicted against mean actual value per decile of each prediction
+    (equal-count groups, lowest first), log-log, with the diagonal. One line per prediction."""
+    y = np.asarray(y_true_value, dtype=np.float64)
+    _check_lengths(y, preds, "prediction")
+    fig = _figure()
+    ax = fig.add_subplot()
+    top = 1.0
+    for name, pred in preds.items():
+        p = np.asarray(pred, dtype=np.float64)
+        order = np.argsort(p, kind="stable")
+        decile = np.empty(len(p), dtype=np.int64)
+        decile[order] = (np.arange(len(p)) * 10) // max(len(p), 1)
+        n = np.maximum(np.bincount(decile, minlength=10), 1)
+        mean_pred = np.bincount(decile, weights=p, minlength=10) / n
+        mean_true = np.bincount(decile, weights=y, minlength=10) / n
+        ax.plot(mean_pred, mean_true, marker="o", label=name)
+        top = max(top, float(np.nanmax(mean_pred)), float(np.nanmax(mean_true)))
+    ax.plot([0.01, top], [0.01, top], linestyle="--", color=GREY, label="right in level")
+    ax.set(
+        xscale="symlog",
+        yscale="symlog",
+        xlabel="mean predicted value (per decile of the prediction)",
+        ylabel="mean actual value",
+        title="CLV decile calibration",
+    )
+    ax.legend(loc="upper left")
+    return fig
+
+
 def gains_figure(y_true_value: Any, preds: dict[str, np.ndarray]) -> Any:
     """Cumulative gains for CLV: share of total actual value against share of customers, ranked
     by each prediction. Lines: one per prediction, plus the perfect ranking (by actual value)

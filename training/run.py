@@ -116,6 +116,7 @@ def _figures(trained: Trained) -> dict[str, Any]:
         "plots/churn_roc.png": plots.roc_figure(churned, churn_scores),
         "plots/churn_calibration.png": plots.calibration_figure(churned, churn_scores),
         "plots/clv_gains.png": plots.gains_figure(value, clv_scores),
+        "plots/clv_decile_calibration.png": plots.decile_calibration_figure(value, clv_scores),
         "plots/churn_importance.png": plots.importance_figure(importance),
         "plots/churn_shap_summary.png": plots.shap_summary_figure(
             trained.churn.contributions(sample), sample
