@@ -157,3 +157,48 @@ def test_leakage_guard_stops_on_a_planted_post_outcome_column(world, tmp_path):
         "train", "--data", data, "--config", allow, cwd=tmp_path, store=tmp_path / "mlruns"
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_backtest_writes_the_report_and_one_parent_run_with_a_child_per_cutoff(world, tmp_path):
+    store = tmp_path / "mlruns"
+    run = retain(
+        "backtest",
+        "--data",
+        world / "data",
+        "--cutoffs",
+        "2025-06-01, 2025-07-01",
+        "--horizon",
+        60,
+        "--bootstrap",
+        20,
+        "--out",
+        tmp_path / "report",
+        cwd=tmp_path,
+        store=store,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "| churn | roc_auc | bgnbd" in run.stdout
+    names = {p.name for p in (tmp_path / "report").iterdir()}
+    assert {
+        "backtest.md",
+        "backtest.csv",
+        "intervals.csv",
+        "churn_intervals.png",
+        "clv_intervals.png",
+        "churn_calibration.png",
+        "clv_decile_calibration.png",
+    } <= names
+    table = pd.read_csv(tmp_path / "report" / "backtest.csv")
+    assert set(table["cutoff"]) == {"2025-06-01", "2025-07-01", "pooled"}
+    client = _client(store)
+    runs = client.search_runs([client.get_experiment_by_name("retain-training").experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(parents) == 1 and len(children) == 2
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert "churn.roc_auc.vs.bgnbd.low" in parents[0].data.metrics
+    assert "churn.retain.roc_auc" in children[0].data.metrics
+    bad = retain(
+        "backtest", "--data", world / "data", "--cutoffs", "2031-01-01", cwd=tmp_path, store=store
+    )
+    assert bad.returncode == 2 and "horizon ends after the data" in bad.stderr
