@@ -108,4 +108,9 @@ def champions(reg, progress: Progress):
     progress("loading the champion models from the MLflow registry")
     loaded = load_champions(reg)
     progress(f"champion models: churn v{loaded.churn_version}, clv v{loaded.clv_version}")
+    for name in sorted(loaded.fallback):
+        progress(
+            f"WARNING: the {name} champion is a FALLBACK: it did not beat the baselines when it "
+            "was trained (see `retain models`); its scores are usable but not proven better."
+        )
     return loaded

@@ -24,6 +24,8 @@ DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 MODEL_NAMES = ("churn", "clv")
 CHALLENGER, CHAMPION = "challenger", "champion"
+# Version tag of a champion promoted only because there was none (it lost to a baseline).
+FALLBACK_TAG = "fallback"
 
 
 def tracking_uri_from(environ: dict[str, str] | os._Environ) -> str:
@@ -131,6 +133,11 @@ class Registry:
         with self.active():
             pyfunc = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
         return pyfunc.unwrap_python_model().model
+
+    def is_fallback(self, name: str, version: str) -> bool:
+        """Whether the version serves only as a fallback (it did not beat the baselines)."""
+        tags = self.client.get_model_version(name, str(version)).tags or {}
+        return tags.get(FALLBACK_TAG) == "true"
 
     def run_id(self, name: str, version: str) -> str:
         return self.client.get_model_version(name, str(version)).run_id

@@ -21,7 +21,7 @@ import pandas as pd
 from configs import Settings
 from features.contract import Tables
 from model.reference import REFERENCE, write_reference
-from model.registry import CHALLENGER, Registry
+from model.registry import CHALLENGER, FALLBACK_TAG, Registry
 from training.frames import TrainingData, build_training_data
 from training.gate import GateDecision, gate_decision, gate_metric
 from training.pipeline import Trained, fit_and_evaluate
@@ -208,6 +208,26 @@ def train_and_register(
             {b: gate_metric(m, gate.metric) for b, m in ev.baselines.items()},
             champ_value,
         )
+        if champ_version is not None and registry.is_fallback(kind, champ_version):
+            # A fallback champion never earned its place: beating the baselines is enough.
+            incomparable = None
+            decision = gate_decision(
+                kind,
+                gate,
+                gate_metric(ev.model, gate.metric),
+                {b: gate_metric(m, gate.metric) for b, m in ev.baselines.items()},
+                None,
+            )
+        fallback = champ_version is None and not decision.promote
+        if fallback:
+            decision = GateDecision(
+                True,
+                f"{decision.reason}. FALLBACK: there was no {kind} champion, so this version "
+                "serves, labelled fallback, and score, serve and monitor keep working; it is "
+                "replaced by the first model that beats the baselines. To earn one: give more "
+                "history (training.cutoffs, cutoff_spacing_days), check the data with `retain "
+                "validate`, or compare with `retain backtest`.",
+            )
         if incomparable:
             decision = GateDecision(
                 False,
@@ -219,16 +239,24 @@ def train_and_register(
             "evaluation_cutoff": f"{data.cutoffs.evaluation:%Y-%m-%d}",
             "gate_metric": gate.metric,
             "gate_value": f"{gate_metric(ev.model, gate.metric):.4f}",
-            "gate_decision": "promoted" if decision.promote else "kept as challenger",
+            "gate_decision": "promoted as fallback"
+            if fallback
+            else "promoted"
+            if decision.promote
+            else "kept as challenger",
+            FALLBACK_TAG: str(fallback).lower(),
             "gate_reason": decision.reason,
             "compared_with_champion": champ_version or "none",
         }.items():
             client.set_model_version_tag(kind, version, key, value)
         if decision.promote:
-            registry.record_promotion(kind, version, kind="gate", reason=decision.reason)
+            registry.record_promotion(
+                kind, version, kind="fallback" if fallback else "gate", reason=decision.reason
+            )
         decisions[kind] = decision.reason
         promoted[kind] = decision.promote
-        progress(("PROMOTED " if decision.promote else "not promoted: ") + decision.reason)
+        verdict = "FALLBACK " if fallback else "PROMOTED " if decision.promote else "not promoted: "
+        progress(verdict + decision.reason)
     timings["registry_s"] = time.perf_counter() - t3
     log_batch(client, run_id, {f"time.{k}": v for k, v in timings.items()}, {})
     headline = {

@@ -23,6 +23,9 @@ class Champions:
     clv: ClvModel
     churn_version: str
     clv_version: str
+    # Models whose champion is a fallback: promoted because there was none, not because it beat
+    # the baselines (see `training.run`); shown wherever the champions are announced.
+    fallback: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if not isinstance(self.churn, ChurnModel):
@@ -63,4 +66,5 @@ def load_champions(registry: Registry) -> Champions:
         clv=models["clv"],
         churn_version=str(versions["churn"]),
         clv_version=str(versions[MODEL_NAMES[1]]),
+        fallback=frozenset(n for n, v in versions.items() if registry.is_fallback(n, v)),
     )

@@ -62,6 +62,10 @@ class ServiceCore:
         self.reader = RecordReader(schemas)
 
     @property
+    def fallback(self) -> list[str]:
+        return sorted(self.champions.fallback)
+
+    @property
     def versions(self) -> tuple[str, str]:
         return self.champions.churn_version, self.champions.clv_version
 
@@ -111,7 +115,9 @@ class ServiceCore:
         results = [
             ScoreResult(customer_id=cid, score=s) for cid, s in zip(batch.ids, scores, strict=True)
         ]
-        return ScoreResponse(results=results, scored=len(results), failed=0)
+        return ScoreResponse(
+            results=results, scored=len(results), failed=0, fallback_models=self.fallback
+        )
 
     def _score_ids(self, customer_ids: list[str], reasons: bool) -> ScoreResponse:
         snap = self.scored.get()
@@ -149,6 +155,7 @@ class ServiceCore:
             scored=len(known),
             failed=len(customer_ids) - len(known),
             snapshot_as_of=snap.as_of.isoformat(),
+            fallback_models=self.fallback,
         )
 
     def at_risk(
@@ -207,5 +214,8 @@ class ServiceCore:
             for r, row, reasons in zip(top, rows.itertuples(index=False), text, strict=True)
         ]
         return AtRiskResponse(
-            as_of=snap.as_of.isoformat(), matching=len(picked), customers=customers
+            as_of=snap.as_of.isoformat(),
+            matching=len(picked),
+            customers=customers,
+            fallback_models=self.fallback,
         )

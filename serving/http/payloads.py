@@ -123,6 +123,11 @@ class ScoreResponse(BaseModel):
     snapshot_as_of: str | None = Field(
         default=None, description="The cutoff of the snapshot the ids were looked up in."
     )
+    fallback_models: list[str] = Field(
+        default_factory=list,
+        description="Models whose champion is a fallback: it did not beat the baselines when "
+        "trained (scores usable, not proven better).",
+    )
 
 
 class RankedScore(Score):
@@ -134,6 +139,11 @@ class AtRiskResponse(BaseModel):
     as_of: str
     matching: int = Field(description="Customers in the ranked list that pass the filters.")
     customers: list[RankedScore]
+    fallback_models: list[str] = Field(
+        default_factory=list,
+        description="Models whose champion is a fallback: it did not beat the baselines when "
+        "trained (scores usable, not proven better).",
+    )
 
 
 def invalid(

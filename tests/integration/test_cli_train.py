@@ -202,3 +202,41 @@ def test_backtest_writes_the_report_and_one_parent_run_with_a_child_per_cutoff(w
         "backtest", "--data", world / "data", "--cutoffs", "2031-01-01", cwd=tmp_path, store=store
     )
     assert bad.returncode == 2 and "horizon ends after the data" in bad.stderr
+
+
+def test_a_first_model_that_loses_to_a_baseline_serves_as_a_labelled_fallback(world, tmp_path):
+    store = tmp_path / "mlruns"
+    weak = tmp_path / "weak.yaml"
+    weak.write_text(
+        "training:\n  num_boost_round: 1\n  classic_models: false\n"
+        "  churn_params: {num_leaves: 2}\n  clv_params: {num_leaves: 2}\n"
+    )
+    first = retain("train", "--data", world / "data", "--config", weak, cwd=tmp_path, store=store)
+    assert first.returncode == 0, first.stderr
+    assert "FALLBACK churn: roc_auc" in first.stderr and "does not beat baseline" in first.stderr
+    assert "To earn one" in first.stderr and "retain backtest" in first.stderr
+    client = _client(store)
+    v1 = client.get_model_version_by_alias("churn", "champion")
+    assert str(v1.version) == "1" and v1.tags["fallback"] == "true"
+    assert v1.tags["gate_decision"] == "promoted as fallback"
+
+    scored = retain(
+        "score",
+        "--data",
+        world / "data",
+        "--as-of",
+        "2025-11-01",
+        "--out",
+        tmp_path / "at_risk.csv",
+        cwd=tmp_path,
+        store=store,
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert "the churn champion is a FALLBACK" in scored.stderr
+    assert len(pd.read_csv(tmp_path / "at_risk.csv")) > 0
+
+    # The first model that beats the baselines replaces the fallback, whatever its own numbers.
+    second = retain("train", "--data", world / "data", cwd=tmp_path, store=store)
+    assert second.returncode == 0, second.stderr
+    v2 = client.get_model_version_by_alias("churn", "champion")
+    assert str(v2.version) == "2" and v2.tags["fallback"] == "false", second.stderr
