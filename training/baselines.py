@@ -417,3 +417,39 @@ def fit_btyd_params(
         return BgNbdGammaGammaBaseline().fit(summary).params
     except (ValueError, FloatingPointError):
         return None
+
+
+class PlainLightgbmBaseline:
+    """LightGBM as a data scientist would first run it on a one-row-per-customer table: 300
+    trees at learning rate 0.05, LightGBM's other defaults, categoricals one-hot encoded, no
+    early stopping or calibration. `retain train --table` must do at least as well."""
+
+    def __init__(self, num_boost_round: int = 300, learning_rate: float = 0.05, seed: int = 0):
+        self.num_boost_round, self.learning_rate, self.seed = num_boost_round, learning_rate, seed
+
+    @staticmethod
+    def _design(X: pd.DataFrame, columns: list[str] | None = None) -> pd.DataFrame:
+        out = pd.get_dummies(X, dummy_na=True, dtype=np.float64)
+        out = out.astype({c: np.float64 for c in out.columns if out[c].dtype == bool})
+        return out if columns is None else out.reindex(columns=columns, fill_value=0.0)
+
+    def fit(self, X: pd.DataFrame, y: Any, num_threads: int = 0) -> PlainLightgbmBaseline:
+        import lightgbm as lgb
+
+        design = self._design(X)
+        self.columns_ = list(design.columns)
+        params = {
+            "objective": "binary",
+            "learning_rate": self.learning_rate,
+            "seed": self.seed,
+            "num_threads": num_threads,
+            "verbose": -1,
+        }
+        data = lgb.Dataset(design.to_numpy(np.float64, na_value=np.nan), _labels(y))
+        self.booster_ = lgb.train(params, data, num_boost_round=self.num_boost_round)
+        return self
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        _check_fitted(self, "booster_")
+        design = self._design(X, self.columns_).to_numpy(np.float64, na_value=np.nan)
+        return np.asarray(self.booster_.predict(design), dtype=np.float64)

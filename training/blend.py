@@ -88,7 +88,10 @@ def choose_churn_stack(
     calibrated booster alone is best), and every candidate's log-loss."""
     y = np.asarray(y_valid, dtype=np.float64)
     raw = model.raw_score_matrix(M_valid)
-    scores = {BOOSTER_ONLY: log_loss(y, model.probability(M_valid))}
+    # The calibrated booster's own out-of-fold log-loss (its calibrator was fitted on this frame,
+    # so scoring it here in-sample would favour it over the cross-fitted stacks).
+    oof = model.calibration.get(model.calibrator.kind, {}).get("log_loss")
+    scores = {BOOSTER_ONLY: log_loss(y, model.probability(M_valid)) if oof is None else oof}
     bg_col = _column(model.schema, "btyd_p_no_purchase")
     linear = fit_linear(M_fit, np.asarray(y_fit), model.schema)
     comps = {"model": raw, "logistic": linear.log_odds(M_valid)}

@@ -78,6 +78,32 @@ def plan_cutoffs(
     return Cutoffs(known_until=known_until, evaluation=evaluation, training=training)
 
 
+# The oldest training snapshot needs this much history after the first signup; when the
+# configured cutoffs do not fit, the spacing shrinks down to MIN_SPACING_DAYS, then the count.
+MIN_HISTORY_DAYS = 7
+MIN_SPACING_DAYS = 7
+
+
+def fit_to_history(
+    cutoffs: Cutoffs, settings: Settings, first_signup: pd.Timestamp
+) -> Cutoffs | None:
+    """`cutoffs` when the oldest training cutoff has `MIN_HISTORY_DAYS` of history; else the
+    most training cutoffs (closest to the configured spacing, at least `MIN_SPACING_DAYS` apart)
+    that fit; None when not even the newest one fits."""
+    earliest = to_utc(first_signup) + pd.Timedelta(days=MIN_HISTORY_DAYS)
+    if cutoffs.training[0] >= earliest:
+        return cutoffs
+    room = (cutoffs.training[-1] - earliest).days
+    if room < 0:
+        return None
+    h = settings.horizon_days
+    for k in range(len(cutoffs.training), 0, -1):
+        spacing = settings.training.cutoff_spacing_days if k == 1 else room // (k - 1)
+        if k == 1 or spacing >= MIN_SPACING_DAYS:
+            return plan_cutoffs(cutoffs.known_until, h, k + 1, max(spacing, 1))
+    return None
+
+
 def build_training_data(
     tables: Tables,
     settings: Settings,
@@ -95,13 +121,25 @@ def build_training_data(
         settings.training.cutoff_spacing_days,
     )
     first_signup = tables.customers["signup_date"].min()
-    if pd.isna(first_signup) or cutoffs.training[0] <= first_signup:
+    planned = cutoffs if pd.isna(first_signup) else fit_to_history(cutoffs, settings, first_signup)
+    if planned is None:
         raise ValueError(
-            f"not enough history: the oldest training cutoff {cutoffs.training[0]:%Y-%m-%d} is not after the "
-            f"first signup ({first_signup}); the data must span {settings.training.cutoffs} cutoffs "
-            f"{settings.training.cutoff_spacing_days} days apart plus two {settings.horizon_days}-day horizons "
-            "before --as-of. Lower training.cutoffs, training.cutoff_spacing_days or horizon_days."
+            f"not enough history: the newest possible training cutoff {cutoffs.training[-1]:%Y-%m-%d} "
+            f"is less than {MIN_HISTORY_DAYS} days after the first signup ({first_signup}); the data "
+            f"must span two {settings.horizon_days}-day horizons plus {MIN_HISTORY_DAYS} days before "
+            "--as-of. Lower horizon_days (--horizon) or wait for more history."
         )
+    if planned != cutoffs:
+        progress(
+            f"history too short for {len(cutoffs.training)} training cutoffs "
+            f"{settings.training.cutoff_spacing_days} days apart: using {len(planned.training)}"
+            + (
+                f", {(planned.training[1] - planned.training[0]).days} days apart"
+                if len(planned.training) > 1
+                else ""
+            )
+        )
+    cutoffs = planned
 
     def snapshot(cutoff: pd.Timestamp) -> Snapshot:
         progress(f"snapshot {cutoff:%Y-%m-%d}: features and labels")

@@ -158,6 +158,7 @@ def train_labelled_table(
         scores = {
             "model": pr["churn_probability"].to_numpy(),
             "logistic": pr["churn_logistic"].to_numpy(),
+            "lightgbm_plain": pr["churn_lightgbm_plain"].to_numpy(),
         }
         importance = pd.Series(
             final.booster.feature_importance("gain"), index=final.booster.feature_name()
@@ -183,7 +184,7 @@ def train_labelled_table(
     if champ_version is not None and champ_value is None:
         decision = GateDecision(False, f"churn: {note}")
     else:
-        baseline = {"logistic": gate_metric(cv.baselines["logistic"], gate.metric)}
+        baseline = {k: gate_metric(m, gate.metric) for k, m in cv.baselines.items()}
         decision = gate_decision("churn", gate, value, baseline, champ_value)
         if champ_version is not None:
             decision = GateDecision(decision.promote, f"{decision.reason} ({note})")

@@ -108,3 +108,28 @@ def test_gate_decision(challenger, baselines, champion, promote, words):
     d = gate_decision("churn", GATE, challenger, baselines, champion)
     assert d.promote is promote
     assert words in d.reason
+
+
+def test_cutoffs_shrink_to_fit_a_short_history():
+    from training.frames import fit_to_history
+
+    settings = settings_from_dict({"horizon_days": 90})
+    planned = plan_cutoffs(pd.Timestamp("2026-01-01", tz=UTC), 90, 4, 30)
+    # Training cutoffs 2025-05-06, 06-05, 07-05: they fit a history from 2025-01-01 as planned.
+    assert fit_to_history(planned, settings, pd.Timestamp("2025-01-01", tz=UTC)) == planned
+    # From 2025-05-20 the oldest needs 7 days of history: room 2025-05-27..07-05 = 39 days, so
+    # three cutoffs 19 days apart, the newest and the evaluation unchanged.
+    short = fit_to_history(planned, settings, pd.Timestamp("2025-05-20", tz=UTC))
+    assert short.training == (
+        pd.Timestamp("2025-05-28", tz=UTC),
+        pd.Timestamp("2025-06-16", tz=UTC),
+        pd.Timestamp("2025-07-05", tz=UTC),
+    )
+    assert short.evaluation == planned.evaluation
+    # 10 days of room: three cutoffs would be 5 days apart (< 7), two fit 10 days apart.
+    two = fit_to_history(planned, settings, pd.Timestamp("2025-06-18", tz=UTC))
+    assert two.training == (pd.Timestamp("2025-06-25", tz=UTC), planned.training[-1])
+    # 3 days of room: the newest cutoff alone.
+    one = fit_to_history(planned, settings, pd.Timestamp("2025-06-25", tz=UTC))
+    assert one.training == (planned.training[-1],)
+    assert fit_to_history(planned, settings, pd.Timestamp("2025-07-01", tz=UTC)) is None
