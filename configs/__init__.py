@@ -56,6 +56,14 @@ class GateSettings(_Strict):
     min_improvement: float = Field(default=0.0, ge=0.0)
 
 
+class SearchSettings(_Strict):
+    """Optuna search over the churn booster's main LightGBM parameters (`training.search`)."""
+
+    trials: int = Field(default=20, ge=0, description="0 turns the search off")
+    timeout_s: float = Field(default=60.0, gt=0.0)
+    max_rows: int = Field(default=100_000, ge=1000, description="fit rows sampled per trial")
+
+
 class TrainingSettings(_Strict):
     cutoffs: int = Field(default=4, ge=2, description="feature snapshots in the training frame")
     cutoff_spacing_days: int = Field(default=30, ge=1)
@@ -70,6 +78,7 @@ class TrainingSettings(_Strict):
     # BG/NBD + Gamma-Gamma outputs as features (refitted at every cutoff) and blends of the
     # models with BG/NBD and a logistic regression, chosen on validation.
     classic_models: bool = True
+    search: SearchSettings = SearchSettings()
     gate_churn: GateSettings = GateSettings(metric="roc_auc")
     gate_clv: GateSettings = GateSettings(metric="gini_normalized")
 

@@ -30,6 +30,7 @@ from training.clv import ClvTrainer
 from training.frames import Snapshot, TrainingData
 from training.leakage import Finding, check_leakage, future_dated_attributes, separating_features
 from training.metrics import by_segment, churn_metrics, clv_metrics
+from training.search import SearchResult, search_churn_params
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Trained:
     predictions: pd.DataFrame
     X_eval: pd.DataFrame
     allowed_leaks: list[Finding] = field(default_factory=list)
+    search: SearchResult | None = None  # the churn parameter search, when it ran
 
 
 # One customer in this many validates (early stopping, calibration, the CLV objective).
@@ -161,8 +163,28 @@ def fit_and_evaluate(
         "seed": t.seed,
     }
 
+    churn_params, search = dict(t.churn_params), None
+    if t.search.trials > 0:
+        progress(
+            f"churn parameter search: up to {t.search.trials} trials or {t.search.timeout_s:g} s"
+        )
+        search = search_churn_params(
+            X_fit,
+            y_fit["churned"],
+            X_valid,
+            y_valid["churned"],
+            t.search,
+            configured=churn_params,
+            progress=progress,
+            **common,
+        )
+        churn_params.update(search.params)
+        progress(
+            f"churn parameter search: validation log-loss {search.configured_log_loss:.5f} as "
+            f"configured, {search.best_log_loss:.5f} with {search.params}"
+        )
     progress(f"churn model: {len(X_fit):,} rows to fit, {len(X_valid):,} to validate")
-    churn = ChurnTrainer(dict(t.churn_params), **common).fit(
+    churn = ChurnTrainer(churn_params, **common).fit(
         X_fit, y_fit["churned"], X_valid, y_valid["churned"]
     )
     progress(f"churn model: {churn.best_iteration} trees, calibration {churn.calibrator.kind}")
@@ -225,4 +247,4 @@ def fit_and_evaluate(
         },
         index=X_eval.index,
     )
-    return Trained(churn, clv, churn_eval, clv_eval, predictions, X_eval, allowed)
+    return Trained(churn, clv, churn_eval, clv_eval, predictions, X_eval, allowed, search)

@@ -82,6 +82,13 @@ def _params(settings: Settings, data: TrainingData, trained: Trained) -> dict[st
         "gate_clv": f"{t.gate_clv.metric}+{t.gate_clv.min_improvement}",
     }
     params.update({f"churn_lgb.{k}": v for k, v in trained.churn.params.items()})
+    stack = trained.churn.stack
+    params["churn_stack"] = "+".join(stack.components) if stack else "booster"
+    params["clv_blend_weight"] = trained.clv.blend.weight
+    params["search_trials"] = t.search.trials
+    params["search_timeout_s"] = t.search.timeout_s
+    if trained.search is not None:
+        params.update({f"search.churn.{k}": v for k, v in trained.search.params.items()})
     params.update({f"clv_lgb.{k}": v for k, v in t.clv_params.items()})
     return params
 
@@ -167,6 +174,9 @@ def train_and_register(
         )
         mlflow.log_text(config_text, "config/settings.yaml")
         mlflow.log_dict(lineage, "lineage.json")
+        if trained.search is not None:
+            log_batch(client, run_id, trained.search.metrics("search.churn"), {})
+            mlflow.log_text(trained.search.trials.to_csv(index=False), "search/churn_trials.csv")
         with warnings.catch_warnings():
             # MLflow cannot tell which of its two local sources a path is; either is right here.
             warnings.filterwarnings("ignore", message="The specified dataset source")

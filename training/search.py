@@ -1,0 +1,184 @@
+"""Hyperparameter search for the churn booster under a budget: Optuna (TPE, median pruning) over
+the main LightGBM parameters on the same time-ordered, customer-disjoint fit/validation split
+the model is then trained on.
+
+- Objective: the validation binary log-loss at the best iteration (early stopping as in
+  training). Intermediate log-losses are reported every `REPORT_EVERY` rounds, so a trial that
+  lags the median of earlier trials at the same round is pruned.
+- Trial 0 is the configured parameters (`training.churn_params` over the defaults), so the
+  search only replaces them with something better on validation.
+- Budget: `training.search.trials` and `training.search.timeout_s` (whichever ends first; 0
+  trials turns the search off); at most `training.search.max_rows` fit rows (a fixed sample by
+  customer hash) to keep each trial cheap on large books. Parameters the user set in
+  `churn_params` are not searched.
+
+Pure computation: the result (chosen parameters and the trial history) is logged to MLflow by
+`training.run`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import lightgbm as lgb
+import numpy as np
+import pandas as pd
+
+from configs import SearchSettings
+from model.schema import FeatureSchema, feature_matrix
+from training.boosting import binary_labels, customer_hash, lgb_params
+
+REPORT_EVERY = 25
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    params: dict[str, Any]  # the chosen values of the searched parameters
+    best_log_loss: float
+    configured_log_loss: float  # trial 0: the parameters as configured
+    trials: pd.DataFrame  # one row per trial: number, state, value, seconds, params
+    seconds: float
+
+    def metrics(self, prefix: str) -> dict[str, float]:
+        return {
+            f"{prefix}.best_log_loss": self.best_log_loss,
+            f"{prefix}.configured_log_loss": self.configured_log_loss,
+            f"{prefix}.trials": float(len(self.trials)),
+            f"{prefix}.pruned": float((self.trials["state"] == "PRUNED").sum()),
+            f"{prefix}.seconds": self.seconds,
+        }
+
+
+SPACE: dict[str, tuple[str, float, float]] = {
+    "num_leaves": ("int_log", 4, 63),
+    "min_data_in_leaf": ("int_log", 20, 400),
+    "learning_rate": ("float_log", 0.01, 0.1),
+    "feature_fraction": ("float", 0.4, 1.0),
+    "bagging_fraction": ("float", 0.5, 1.0),
+    "lambda_l2": ("float_log", 1e-3, 30.0),
+}
+
+
+def _suggest(trial: Any, name: str) -> float | int:
+    kind, low, high = SPACE[name]
+    if kind == "int_log":
+        return trial.suggest_int(name, int(low), int(high), log=True)
+    return trial.suggest_float(name, low, high, log=kind == "float_log")
+
+
+def _sample(index: pd.Index, max_rows: int) -> np.ndarray:
+    if len(index) <= max_rows:
+        return np.arange(len(index))
+    order = np.argsort(customer_hash(index) % np.uint64(1_000_003), kind="stable")
+    return np.sort(order[:max_rows])
+
+
+def search_churn_params(
+    X_fit: pd.DataFrame,
+    y_fit: Any,
+    X_valid: pd.DataFrame,
+    y_valid: Any,
+    settings: SearchSettings,
+    *,
+    configured: dict[str, Any],
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    seed: int,
+    progress: Callable[[str], None] = lambda _: None,
+) -> SearchResult:
+    """The searched parameters of lowest validation log-loss; see the module docstring."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    schema = FeatureSchema.from_frame(X_fit)
+    rows = _sample(X_fit.index, settings.max_rows)
+    M = feature_matrix(X_fit.iloc[rows], schema)
+    y = binary_labels(y_fit, X_fit, "y_fit")[rows]
+    Mv = feature_matrix(X_valid, schema)
+    yv = binary_labels(y_valid, X_valid, "y_valid")
+    base = lgb_params({"objective": "binary", "metric": "binary_logloss"}, configured, seed)
+    train = lgb.Dataset(
+        M,
+        label=y,
+        feature_name=list(schema.columns),
+        categorical_feature=schema.categorical,
+        # min_data_in_leaf varies between trials: LightGBM must not pre-filter features by it.
+        params={"max_bin": base.get("max_bin", 255), "feature_pre_filter": False},
+        free_raw_data=False,
+    )
+    valid = lgb.Dataset(Mv, label=yv, reference=train)
+    searched = [p for p in SPACE if p not in configured]
+    start = time.perf_counter()
+
+    def objective(trial: Any) -> float:
+        params = {**base, **{p: _suggest(trial, p) for p in searched}}
+        seen: list[float] = []
+
+        def report(env: Any) -> None:
+            loss = env.evaluation_result_list[0][2]
+            seen.append(loss)
+            if (env.iteration + 1) % REPORT_EVERY == 0:
+                trial.report(min(seen), env.iteration + 1)
+                if trial.should_prune():
+                    raise optuna.TrialPruned()
+
+        booster = lgb.train(
+            params,
+            train,
+            num_boost_round=num_boost_round,
+            valid_sets=[valid],
+            valid_names=["validation"],
+            callbacks=[
+                lgb.early_stopping(early_stopping_rounds, first_metric_only=True, verbose=False),
+                report,
+            ],
+        )
+        return float(booster.best_score["validation"]["binary_logloss"])
+
+    study = optuna.create_study(
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=REPORT_EVERY),
+    )
+    study.enqueue_trial({p: base[p] for p in searched if p in base})
+
+    def announce(study: Any, trial: Any) -> None:
+        value = "pruned" if trial.value is None else f"log-loss {trial.value:.5f}"
+        progress(
+            f"search trial {trial.number + 1}/{settings.trials}: {value} "
+            f"(best {study.best_value:.5f})"
+        )
+
+    study.optimize(
+        objective,
+        n_trials=settings.trials,
+        timeout=settings.timeout_s,
+        callbacks=[announce],
+        catch=(lgb.basic.LightGBMError,),
+    )
+    trials = pd.DataFrame(
+        [
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "value": t.value,
+                "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
+                if t.datetime_complete
+                else math.nan,
+                **t.params,
+            }
+            for t in study.trials
+        ]
+    )
+    first = study.trials[0]
+    return SearchResult(
+        params=dict(study.best_params),
+        best_log_loss=float(study.best_value),
+        configured_log_loss=float(first.value) if first.value is not None else math.nan,
+        trials=trials,
+        seconds=time.perf_counter() - start,
+    )
