@@ -62,6 +62,7 @@ def save_model(model: ChurnModel | ClvModel, folder: str | Path) -> Path:
             validation=model.validation,
             interval_validation=model.interval_validation,
             blend=model.blend.to_dict(),
+            interval_shift=model.interval_shift,
             boosters=sorted(model.boosters),
         )
         for name, booster in model.boosters.items():
@@ -127,5 +128,6 @@ def _model_from(folder: Path, meta: dict[str, Any]) -> ChurnModel | ClvModel:
         validation=meta.get("validation", {}),
         interval_validation=meta.get("interval_validation", {}),
         blend=ClvBlend.from_dict(meta["blend"]) if "blend" in meta else ClvBlend(),
+        interval_shift=float(meta.get("interval_shift", 0.0)),
         btyd=btyd,
     )

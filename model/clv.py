@@ -49,6 +49,9 @@ class ClvModel:
     params: dict[str, Any] = field(default_factory=dict)
     # The blend with BG/NBD x Gamma-Gamma chosen on validation; the identity by default.
     blend: ClvBlend = field(default_factory=ClvBlend)
+    # Conformal widening (or narrowing, when negative) of the quantile interval in log1p space,
+    # so that it covers its nominal share of the validation customers (`training.clv`).
+    interval_shift: float = 0.0
     btyd: BtydParams | None = None  # as `ChurnModel.btyd`
 
     def matrix(self, X: pd.DataFrame) -> np.ndarray:
@@ -57,10 +60,11 @@ class ClvModel:
     def values(self, M: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(clv, clv_low, clv_high) on a feature matrix, with 0 <= low <= clv <= high."""
         point = point_value({k: b for k, b in self.boosters.items() if k not in INTERVAL_PARTS}, M)
-        low, high = (
-            np.maximum(np.expm1(predict(self.boosters[s], M, self.boosters[s].best_iteration)), 0.0)
-            for s in INTERVAL_PARTS
+        q_low, q_high = (
+            predict(self.boosters[s], M, self.boosters[s].best_iteration) for s in INTERVAL_PARTS
         )
+        low = np.maximum(np.expm1(q_low - self.interval_shift), 0.0)
+        high = np.maximum(np.expm1(q_high + self.interval_shift), 0.0)
         clv = np.maximum(self.blend.value(M, point), 0.0)
         return clv, np.minimum(low, clv), np.maximum(high, clv)
 

@@ -323,20 +323,26 @@ def test_benchmark_runs_both_datasets_on_fabricated_files(tmp_path, capsys):
     config.write_text(yaml.safe_dump(FAST))
     out = tmp_path / "results.json"
     args = ["--data-root", str(tmp_path), "--config", str(config), "--json", str(out)]
+    args += ["--out", str(tmp_path / "report")]
     assert quality_benchmark().main(args) == 0
     text = capsys.readouterr().out
     assert "cores" in text and "GiB RAM" in text
-    assert "churn baseline bgnbd" in text and "clv baseline bgnbd_gg" in text
-    assert "models beat BG/NBD + Gamma-Gamma on all three" in text
-    assert "ROC AUC" in text and "ECE" in text
+    assert "| churn | roc_auc | bgnbd" in text and "| clv | gini_normalized | bgnbd_gg" in text
+    assert "churn roc_auc vs bgnbd: mean" in text and "clv interval coverage within" in text
+    assert "ROC AUC" in text and "ECE" in text and "lightgbm_plain" in text
     results = json.loads(out.read_text())
     retail = results["online_retail"]
-    assert retail["cutoffs"]["evaluation"].startswith("2011-09-10")
-    assert retail["report"]["events"]["quarantined"] > 0
-    assert retail["churn"]["model"]["roc_auc"] > 0.6 and len(retail["checks"]) == 3
-    assert results["telco"]["rows"] == 2500 and results["telco"]["roc_auc"] > 0.75
+    assert retail["cutoffs"] == ["2011-06-11", "2011-07-11", "2011-08-10", "2011-09-10"]
+    assert len(retail["checks"]) == 9 and retail["passed"] == all(retail["checks"].values())
+    assert (tmp_path / "report" / "online_retail" / "backtest.md").is_file()
+    model = [r for r in retail["table"] if r["scorer"] == "retain" and r["task"] == "churn"]
+    assert len(model) == 5 and all(r["roc_auc"] > 0.6 for r in model)
+    assert results["telco"]["rows"] == 2500 and results["telco"]["model"]["roc_auc"] > 0.75
     assert results["telco"]["passed"] == (
-        results["telco"]["roc_auc"] >= 0.85 and results["telco"]["ece"] < 0.02
+        results["telco"]["model"]["roc_auc"] >= 0.852
+        and results["telco"]["model"]["ece"] <= 0.02
+        and results["telco"]["model"]["roc_auc"]
+        >= results["telco"]["baseline.lightgbm_plain"]["roc_auc"]
     )
 
 
@@ -355,7 +361,7 @@ def test_quality_benchmark_on_the_real_data(tmp_path):
             "Telco CSV and the UCI Online Retail export there to run the quality benchmark"
         )
     out = tmp_path / "results.json"
-    assert quality_benchmark().main(["--json", str(out)]) == 0
+    assert quality_benchmark().main(["--json", str(out), "--out", str(tmp_path / "report")]) == 0
     results = json.loads(out.read_text())
     for name in ("telco", "online_retail"):
         assert results[name]["skipped"] or isinstance(results[name]["passed"], bool)
