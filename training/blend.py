@@ -6,8 +6,8 @@ trees'. Each blend may put all its weight on one component and is chosen on the
 customer-disjoint validation frame, so on validation the champion is never worse than the
 classic model it contains (`model.blend` holds the fitted numbers).
 
-- Churn: logistic stacks of component log-odds (`model`, `bgnbd`, `logistic`); every candidate
-  set, and the calibrated booster alone, is scored by 2-fold cross-fitted log-loss within the
+- Churn: logistic stacks of component log-odds (`model`, `bgnbd`, `logistic`, alone or
+  together); every candidate set, and the calibrated booster alone, is scored by 2-fold cross-fitted log-loss within the
   validation frame (folds by customer hash) and the best is refitted on the whole frame. The
   linear component is fitted on the fit rows only, so its validation log-odds are honest.
 - CLV: `w * model + (1 - w) * btyd_clv`, w on a grid in [0, 1], by normalised Gini on
@@ -34,7 +34,11 @@ from model.schema import FeatureSchema
 from training.churn import log_loss
 from training.metrics import normalised_gini
 
+# The classics alone are candidates too (BG/NBD, the logistic regression, each recalibrated):
+# on a small book the booster may find nothing the validation frame can confirm.
 STACK_CANDIDATES: tuple[tuple[str, ...], ...] = (
+    ("bgnbd",),
+    ("logistic",),
     ("model", "bgnbd"),
     ("model", "bgnbd", "logistic"),
     ("model", "logistic"),

@@ -17,6 +17,7 @@ times slower on a busy machine for frames this small.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -37,6 +38,7 @@ FAST_TRAINING = {
     "early_stopping_rounds": 5,
     "churn_params": {"num_threads": 1},
     "clv_params": {"num_threads": 1},
+    "search": {"trials": 3},
 }
 
 
@@ -51,10 +53,11 @@ def train_world(root: Path) -> TrainedWorld:
     import mlflow
 
     from model.registry import Registry
+    from training.baselines import fit_btyd_params
     from training.churn import ChurnTrainer
     from training.clv import ClvTrainer
     from training.frames import build_training_data
-    from training.pipeline import _split_fit_valid
+    from training.pipeline import _split_fit_valid, add_btyd
     from training.tracking import log_model
 
     data_dir = root / "data"
@@ -62,7 +65,10 @@ def train_world(root: Path) -> TrainedWorld:
     settings = settings_from_dict({"training": FAST_TRAINING}, "tests/serving/conftest.py")
     t = settings.training
     tables = validate_tables(data_dir)
-    X_fit, y_fit, X_valid, y_valid, X_eval = _split_fit_valid(build_training_data(tables, settings))
+    # As `training.pipeline` does: BTYD features at every cutoff, parameters saved for scoring.
+    data = add_btyd(build_training_data(tables, settings), tables, settings)
+    btyd = fit_btyd_params(tables, data.cutoffs.known_until, settings)
+    X_fit, y_fit, X_valid, y_valid, X_eval = _split_fit_valid(data)
     boosting = {
         "num_boost_round": t.num_boost_round,
         "early_stopping_rounds": t.early_stopping_rounds,
@@ -75,6 +81,7 @@ def train_world(root: Path) -> TrainedWorld:
             X_fit, y_fit["future_value"], X_valid, y_valid["future_value"]
         ),
     }
+    models = {kind: replace(model, btyd=btyd) for kind, model in models.items()}
     uri = f"sqlite:///{(root / 'mlruns' / 'mlflow.db').resolve()}"
     registry = Registry(uri)
     experiment = registry.ensure_experiment(t.experiment)

@@ -41,7 +41,9 @@ from serving.score_store import ScoreStore
 
 KEYS = ("test-key-one", "test-key-two")
 MAX_ITEMS = 60
-MAX_BYTES = 150_000
+# Sized so the 40 feature records of the scoring tests fit (about 3.9 kB each) and the
+# padded requests of the 413 tests do not.
+MAX_BYTES = 200_000
 SERVICE_CONFIG = f"""\
 service:
   max_request_items: {MAX_ITEMS}
