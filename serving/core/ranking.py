@@ -44,6 +44,27 @@ class ScoredList:
         return reasons_for(X.set_axis(ids[found]), champions)
 
 
+def population_features(
+    tables: Tables,
+    as_of: str | pd.Timestamp,
+    champions: Champions,
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> pd.DataFrame:
+    """The features the champions score at `as_of`: the feature families, plus the BTYD
+    features computed with the champion's fitted parameters when its schema has them."""
+    from features.build import build_features
+
+    cutoff = to_utc(as_of)
+    progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
+    X = build_features(tables, cutoff, settings)
+    if champions.btyd is not None:
+        progress("BG/NBD + Gamma-Gamma features with the champion's fitted parameters")
+        X = with_btyd(X, tables, cutoff, settings, champions.btyd)
+    return X
+
+
 def score_population(
     tables: Tables,
     as_of: str | pd.Timestamp,
@@ -53,15 +74,8 @@ def score_population(
     progress: Callable[[str], None] = lambda _: None,
 ) -> ScoredList:
     """The population at `as_of`: features built, scored and ranked (see `rank_features`)."""
-    from features.build import build_features
-
     cutoff = to_utc(as_of)
-    progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
-    X = build_features(tables, cutoff, settings)
-    params = champions.btyd
-    if params is not None:
-        progress("BG/NBD + Gamma-Gamma features with the champion's fitted parameters")
-        X = with_btyd(X, tables, cutoff, settings, params)
+    X = population_features(tables, cutoff, champions, settings, progress=progress)
     return ScoredList(cutoff, rank_features(X, champions, settings, progress=progress), X)
 
 

@@ -25,7 +25,6 @@ import pandas as pd
 import pytest
 
 from configs import Settings, settings_from_dict
-from features.build import build_features
 from features.synthetic import generate_world, write_world
 from features.validate import validate
 
@@ -131,6 +130,9 @@ def world_tables(trained_world):
 
 
 @pytest.fixture(scope="session")
-def world_features(world_tables, trained_world, score_as_of) -> pd.DataFrame:
-    """Features of the world's population at `score_as_of` (read-only; copy before changing)."""
-    return build_features(world_tables, score_as_of, trained_world.settings)
+def world_features(world_tables, trained_world, champions, score_as_of) -> pd.DataFrame:
+    """The features the champions score at `score_as_of`, BTYD features included (read-only;
+    copy before changing)."""
+    from serving.core.ranking import population_features
+
+    return population_features(world_tables, score_as_of, champions, trained_world.settings)
