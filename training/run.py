@@ -211,6 +211,9 @@ def train_and_register(
         champ_version, champ_value, incomparable = champion_metric(
             registry, kind, trained.X_eval, label, gate.metric
         )
+        if champ_version is not None and registry.is_fallback(kind, champ_version):
+            # A fallback champion never earned its place: beating the baselines is enough.
+            champ_value, incomparable = None, None
         decision = gate_decision(
             kind,
             gate,
@@ -218,16 +221,6 @@ def train_and_register(
             {b: gate_metric(m, gate.metric) for b, m in ev.baselines.items()},
             champ_value,
         )
-        if champ_version is not None and registry.is_fallback(kind, champ_version):
-            # A fallback champion never earned its place: beating the baselines is enough.
-            incomparable = None
-            decision = gate_decision(
-                kind,
-                gate,
-                gate_metric(ev.model, gate.metric),
-                {b: gate_metric(m, gate.metric) for b, m in ev.baselines.items()},
-                None,
-            )
         fallback = champ_version is None and not decision.promote
         if fallback:
             decision = GateDecision(
