@@ -79,6 +79,9 @@ class TrainingSettings(_Strict):
     # models with BG/NBD and a logistic regression, chosen on validation.
     classic_models: bool = True
     search: SearchSettings = SearchSettings()
+    # After the evaluation and the gate, fit the served models again with the evaluation
+    # snapshot as the newest training snapshot (the same procedure, one horizon later).
+    refit_latest: bool = True
     gate_churn: GateSettings = GateSettings(metric="roc_auc")
     gate_clv: GateSettings = GateSettings(metric="gini_normalized")
 

@@ -49,6 +49,7 @@ class Trained:
     # Per evaluation customer: labels, model and baseline predictions (plots, monitoring reference).
     predictions: pd.DataFrame
     X_eval: pd.DataFrame
+    data: TrainingData  # the snapshots it was fitted and evaluated on (with BTYD features)
     allowed_leaks: list[Finding] = field(default_factory=list)
     search: SearchResult | None = None  # the churn parameter search, when it ran
 
@@ -143,50 +144,60 @@ def _blend(
     return churn, clv
 
 
-def fit_and_evaluate(
+@dataclass
+class Models:
+    churn: ChurnModel
+    clv: ClvModel
+    search: SearchResult | None
+    # The split they were fitted on (the baselines are fitted on the same rows).
+    X_fit: pd.DataFrame
+    y_fit: pd.DataFrame
+    X_valid: pd.DataFrame
+    y_valid: pd.DataFrame
+    X_eval: pd.DataFrame
+
+
+def fit_models(
     data: TrainingData,
     tables: Tables,
     settings: Settings,
     *,
+    search: bool = True,
+    churn_params: dict | None = None,
     progress: Callable[[str], None] = lambda _: None,
-) -> Trained:
+) -> Models:
+    """The churn and CLV models (search, boosters, blends, BTYD parameters) on the training
+    snapshots of `data` (BTYD features already added when `classic_models` is on)."""
     t = settings.training
-    if t.classic_models:
-        progress("BG/NBD + Gamma-Gamma features at every cutoff")
-        data = add_btyd(data, tables, settings)
-    allowed = guard_leakage(data, tables, settings)
     X_fit, y_fit, X_valid, y_valid, X_eval = _split_fit_valid(data)
-    y_eval = data.evaluation.y
     common = {
         "num_boost_round": t.num_boost_round,
         "early_stopping_rounds": t.early_stopping_rounds,
         "seed": t.seed,
     }
-
-    churn_params, search = dict(t.churn_params), None
-    if t.search.trials > 0:
+    params = dict(t.churn_params) if churn_params is None else dict(churn_params)
+    result = None
+    if search and t.search.trials > 0:
         progress(
             f"churn parameter search: up to {t.search.trials} trials or {t.search.timeout_s:g} s"
         )
-        search = search_churn_params(
+        result = search_churn_params(
             X_fit,
             y_fit["churned"],
             X_valid,
             y_valid["churned"],
             t.search,
-            configured=churn_params,
+            configured=params,
             progress=progress,
             **common,
         )
-        churn_params.update(search.params)
+        params.update(result.params)
         progress(
-            f"churn parameter search: validation log-loss {search.configured_log_loss:.5f} as "
-            f"configured, {search.best_log_loss:.5f} with {search.params}"
+            f"churn parameter search: validation log-loss {result.configured_log_loss:.5f} as "
+            f"configured, {result.best_log_loss:.5f} with {result.params}"
         )
     progress(f"churn model: {len(X_fit):,} rows to fit, {len(X_valid):,} to validate")
-    churn = ChurnTrainer(churn_params, **common).fit(
-        X_fit, y_fit["churned"], X_valid, y_valid["churned"]
-    )
+    churn = ChurnTrainer(params, **common).fit(X_fit, y_fit["churned"], X_valid, y_valid["churned"])
     progress(f"churn model: {churn.best_iteration} trees, calibration {churn.calibrator.kind}")
     progress("clv model: choosing the objective on the validation snapshot")
     clv = ClvTrainer(dict(t.clv_params), **common).fit(
@@ -199,6 +210,60 @@ def fit_and_evaluate(
         churn, clv = replace(churn, btyd=btyd), replace(clv, btyd=btyd)
         stack = "+".join(churn.stack.components) if churn.stack else "none (the booster alone)"
         progress(f"blends: churn stack {stack}; clv weight on the model {clv.blend.weight:.2f}")
+    return Models(churn, clv, result, X_fit, y_fit, X_valid, y_valid, X_eval)
+
+
+def refit_latest(
+    trained: Trained,
+    tables: Tables,
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[ChurnModel, ClvModel]:
+    """The models fitted again with the evaluation snapshot as the newest training snapshot
+    (it validates: early stopping, calibration, blends), so what serves learnt from the latest
+    matured horizon; the parameters the search chose are kept. `trained` is what was evaluated
+    and gated: the same procedure, one horizon earlier."""
+    data = trained.data
+    latest = TrainingData(
+        cutoffs=data.cutoffs, train=(*data.train, data.evaluation), evaluation=data.evaluation
+    )
+    models = fit_models(
+        latest,
+        tables,
+        settings,
+        search=False,
+        churn_params={
+            **settings.training.churn_params,
+            **(trained.search.params if trained.search else {}),
+        },
+        progress=progress,
+    )
+    return models.churn, models.clv
+
+
+def fit_and_evaluate(
+    data: TrainingData,
+    tables: Tables,
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Trained:
+    t = settings.training
+    if t.classic_models:
+        progress("BG/NBD + Gamma-Gamma features at every cutoff")
+        data = add_btyd(data, tables, settings)
+    allowed = guard_leakage(data, tables, settings)
+    models = fit_models(data, tables, settings, progress=progress)
+    churn, clv, search = models.churn, models.clv, models.search
+    X_fit, y_fit, X_valid, y_valid, X_eval = (
+        models.X_fit,
+        models.y_fit,
+        models.X_valid,
+        models.y_valid,
+        models.X_eval,
+    )
+    y_eval = data.evaluation.y
 
     progress("baselines")
     X_base = pd.concat([X_fit, X_valid])
@@ -247,4 +312,4 @@ def fit_and_evaluate(
         },
         index=X_eval.index,
     )
-    return Trained(churn, clv, churn_eval, clv_eval, predictions, X_eval, allowed, search)
+    return Trained(churn, clv, churn_eval, clv_eval, predictions, X_eval, data, allowed, search)

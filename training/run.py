@@ -24,7 +24,7 @@ from model.reference import REFERENCE, write_reference
 from model.registry import CHALLENGER, FALLBACK_TAG, Registry
 from training.frames import TrainingData, build_training_data
 from training.gate import GateDecision, gate_decision, gate_metric
-from training.pipeline import Trained, fit_and_evaluate
+from training.pipeline import Trained, fit_and_evaluate, refit_latest
 from training.tracking import RunReport, champion_metric, log_batch, log_model
 
 
@@ -85,6 +85,7 @@ def _params(settings: Settings, data: TrainingData, trained: Trained) -> dict[st
     stack = trained.churn.stack
     params["churn_stack"] = "+".join(stack.components) if stack else "booster"
     params["clv_blend_weight"] = trained.clv.blend.weight
+    params["refit_latest"] = t.refit_latest
     params["search_trials"] = t.search.trials
     params["search_timeout_s"] = t.search.timeout_s
     if trained.search is not None:
@@ -150,6 +151,16 @@ def train_and_register(
     t1 = time.perf_counter()
     trained = fit_and_evaluate(data, tables, settings, progress=progress)
     timings["fit_evaluate_s"] = time.perf_counter() - t1
+    served = {"churn": trained.churn, "clv": trained.clv}
+    if settings.training.refit_latest:
+        t_refit = time.perf_counter()
+        progress(
+            "refit: the models again with the evaluation snapshot "
+            f"{data.cutoffs.evaluation:%Y-%m-%d} as their newest training snapshot"
+        )
+        churn, clv = refit_latest(trained, tables, settings, progress=progress)
+        served = {"churn": churn, "clv": clv}
+        timings["refit_s"] = time.perf_counter() - t_refit
 
     t2 = time.perf_counter()
     client = registry.client
@@ -195,7 +206,7 @@ def train_and_register(
             mlflow.log_artifacts(str(ref), REFERENCE)
             infos = {
                 kind: log_model(kind, model, trained.X_eval, Path(tmp))
-                for kind, model in (("churn", trained.churn), ("clv", trained.clv))
+                for kind, model in served.items()
             }
     timings["mlflow_log_s"] = time.perf_counter() - t2
 
@@ -225,7 +236,7 @@ def train_and_register(
         if fallback:
             decision = GateDecision(
                 True,
-                f"{decision.reason}. FALLBACK: there was no {kind} champion, so this version "
+                f"{decision.reason}. There was no {kind} champion, so this version "
                 "serves, labelled fallback, and score, serve and monitor keep working; it is "
                 "replaced by the first model that beats the baselines. To earn one: give more "
                 "history (training.cutoffs, cutoff_spacing_days), check the data with `retain "
