@@ -209,11 +209,15 @@ def with_btyd(
     as_of: str | pd.Timestamp,
     settings: Settings,
     params: BtydParams | None,
+    *,
+    summary: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """`X` (a feature frame at `as_of`) with the `BTYD_COLUMNS` of its customers under `params`,
-    from the history before `as_of`. A customer the RFM summary does not know (not in the
-    population there) gets missing values."""
-    summary = rfm_summary(tables, as_of, settings).reindex(X.index)
+    from the history before `as_of` (`summary`: its `rfm_summary`, when the caller has it). A
+    customer the RFM summary does not know (not in the population there) gets missing values."""
+    if summary is None:
+        summary = rfm_summary(tables, as_of, settings)
+    summary = summary.reindex(X.index)
     known = summary.notna().all(axis=1).to_numpy()
     columns = btyd_columns(summary[known], params, settings.horizon_days).reindex(X.index)
     return pd.concat([X.drop(columns=[c for c in BTYD_COLUMNS if c in X.columns]), columns], axis=1)

@@ -408,9 +408,13 @@ class BgNbdGammaGammaBaseline(BtydPredictor):
 def fit_btyd_params(
     tables: Tables, as_of: str | pd.Timestamp, settings: Settings
 ) -> BtydParams | None:
-    """BG/NBD + Gamma-Gamma fitted on the population's history before `as_of`; None when there is
-    nothing to fit (nobody has a repeat purchase day) or the likelihood cannot be maximised."""
-    summary = rfm_summary(tables, as_of, settings)
+    """BG/NBD + Gamma-Gamma fitted on the population's history before `as_of` (see `fit_btyd`)."""
+    return fit_btyd(rfm_summary(tables, as_of, settings))
+
+
+def fit_btyd(summary: pd.DataFrame) -> BtydParams | None:
+    """BG/NBD + Gamma-Gamma fitted on an `rfm_summary`; None when there is nothing to fit (nobody
+    has a repeat purchase day) or the likelihood cannot be maximised."""
     if len(summary) == 0 or not (summary["frequency"] > 0).any():
         return None
     try:

@@ -18,7 +18,7 @@ import pandas as pd
 from configs import Settings
 from features.contract import Tables
 from features.rfm import rfm_summary
-from model.btyd import with_btyd
+from model.btyd import BtydParams, with_btyd
 from model.churn import ChurnModel
 from model.clv import ClvModel
 from model.schema import align_categories, feature_matrix
@@ -109,10 +109,10 @@ def add_btyd(data: TrainingData, tables: Tables, settings: Settings) -> Training
     the history before it (no labels), as scoring will at its cutoff."""
 
     def add(s: Snapshot) -> Snapshot:
-        params = bl.fit_btyd_params(tables, s.cutoff, settings)
-        return Snapshot(
-            cutoff=s.cutoff, X=with_btyd(s.X, tables, s.cutoff, settings, params), y=s.y
-        )
+        summary = rfm_summary(tables, s.cutoff, settings)
+        params = bl.fit_btyd(summary)
+        X = with_btyd(s.X, tables, s.cutoff, settings, params, summary=summary)
+        return Snapshot(cutoff=s.cutoff, X=X, y=s.y)
 
     return TrainingData(
         cutoffs=data.cutoffs,
@@ -164,10 +164,12 @@ def fit_models(
     *,
     search: bool = True,
     churn_params: dict | None = None,
+    btyd: BtydParams | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Models:
     """The churn and CLV models (search, boosters, blends, BTYD parameters) on the training
-    snapshots of `data` (BTYD features already added when `classic_models` is on)."""
+    snapshots of `data` (BTYD features already added when `classic_models` is on). `btyd`: the
+    parameters to save with them when already fitted on the known history."""
     t = settings.training
     X_fit, y_fit, X_valid, y_valid, X_eval = _split_fit_valid(data)
     common = {
@@ -206,7 +208,8 @@ def fit_models(
     progress(f"clv model: objective {clv.objective}")
     if t.classic_models:
         churn, clv = _blend(churn, clv, X_fit, y_fit, X_valid, y_valid)
-        btyd = bl.fit_btyd_params(tables, data.cutoffs.known_until, settings)
+        if btyd is None:
+            btyd = bl.fit_btyd_params(tables, data.cutoffs.known_until, settings)
         churn, clv = replace(churn, btyd=btyd), replace(clv, btyd=btyd)
         stack = "+".join(churn.stack.components) if churn.stack else "none (the booster alone)"
         progress(f"blends: churn stack {stack}; clv weight on the model {clv.blend.weight:.2f}")
@@ -233,6 +236,7 @@ def refit_latest(
         tables,
         settings,
         search=False,
+        btyd=trained.churn.btyd,
         churn_params={
             **settings.training.churn_params,
             **(trained.search.params if trained.search else {}),
