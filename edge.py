@@ -52,6 +52,13 @@ def parse_cutoff(value: str, option: str = "--as-of"):
         raise typer.BadParameter(str(exc), param_hint=option) from None
 
 
+def utc_now():
+    """The wall clock, read here at the edge and passed down (nothing below reads it)."""
+    import pandas as pd
+
+    return pd.Timestamp.now(tz="UTC")
+
+
 class Progress:
     """Timestamped progress lines on stderr, so long runs show where they are."""
 
@@ -80,13 +87,32 @@ def handle_errors(*expected: type[BaseException]) -> Callable[[F], F]:
     return wrap
 
 
-def read_tables(data: str, progress: Progress):
-    """Read and validate a source, printing the reconciliation; returns the ValidationResult."""
+def store_url(settings: Settings, data: str | None) -> str:
+    """The store's URL: RETAIN_STORE_URL, else `store.url`, else SQLite under the data folder."""
+    from store import url_for
+
+    return url_for(settings.store.url, data, os.environ)
+
+
+def read_tables(data: str, progress: Progress, settings: Settings):
+    """Read a source plus the store's inbox (the rows ingested since the last `retain compact`)
+    as one history, validate it and print the reconciliation; returns the ValidationResult."""
+    from features.inbox import read_inbox, with_inbox
     from features.sources import read_source
     from features.validate import validate
+    from store import NoStoreError, Store, redact
 
     progress(f"reading {data}")
     raw = read_source(data)
+    url = store_url(settings, data)
+    try:
+        with Store(url, create=False) as store:
+            inbox = read_inbox(store)
+    except NoStoreError:
+        inbox = None
+    if inbox is not None and any(len(rows) for rows in inbox.values()):
+        raw, added = with_inbox(raw, inbox)
+        progress(f"{added.summary()} from {redact(url)}")
     progress("validating against the data contract")
     result = validate(raw)
     typer.echo(result.summary(), err=True)

@@ -222,6 +222,104 @@ class MonitoringSettings(_Strict):
         return v
 
 
+class StoreSettings(_Strict):
+    """The store: inbox, quarantine, moments, cases and their history, hand-offs, score history."""
+
+    # Empty: SQLite at <data folder>/store/retain.db (./store/ for a SQL source); the
+    # environment variable RETAIN_STORE_URL overrides it at the command-line edge.
+    url: str = ""
+
+
+class NegativeMomentSettings(_Strict):
+    """Which ingested rows are negative moments ("moments of truth")."""
+
+    nps_at_or_below: int = Field(default=6, ge=0, le=10)
+    csat_at_or_below: int = Field(default=2, ge=1, le=5)
+    ces_at_or_below: int = Field(default=3, ge=1, le=7)
+    event_types: tuple[str, ...] = ("complaint", "delivery_issue", "payment_failed")
+    # A resolved complaint or delivery issue (`resolved` true) is not a negative moment.
+    skip_resolved: bool = True
+    # A comment at or below features.negative_sentiment_threshold is a moment of its own.
+    negative_comment: bool = True
+
+
+class AssignmentRule(_Strict):
+    """Cases of customers matching every given attribute go to `team`, round robin."""
+
+    segment: str | None = None
+    region: str | None = None
+    team: tuple[str, ...] = Field(min_length=1)
+
+
+class EscalationSettings(_Strict):
+    # An overdue case moves one priority up (p3 -> p2 -> p1), gets a fresh due time from the
+    # SLA of its new priority, is reassigned to escalation_team (round robin) when given, and is
+    # handed off again (webhook, file drop) as an escalation.
+    escalation_team: tuple[str, ...] = ()
+    # Open or in-progress cases older than this become `expired` when escalated.
+    expire_after_days: int = Field(default=30, ge=1)
+
+
+class LoopSettings(_Strict):
+    """The closed loop: negative moments -> rescoring -> recovery cases, with a holdout."""
+
+    negative: NegativeMomentSettings = NegativeMomentSettings()
+    # Who qualifies after rescoring: value at risk (churn probability x CLV) at least this and a
+    # tier among `tiers`; at most capacity_per_day new cases per UTC day; no new case for a
+    # customer within cooldown_days of their last closed one for the same reason.
+    min_value_at_risk: float = Field(default=0.0, ge=0.0)
+    tiers: tuple[str, ...] = ("high", "medium", "low")
+    capacity_per_day: int = Field(default=500, ge=1)
+    cooldown_days: int = Field(default=7, ge=0)
+    exclude_segments: tuple[str, ...] = ()
+    exclude_customers: tuple[str, ...] = ()
+    # Share of qualifying moments held out (recorded, never contacted): the recovery control
+    # group, drawn by a hash of salt and the moment's row id, so every process draws the same.
+    holdout_share: float = Field(default=0.1, ge=0.0, lt=1.0)
+    holdout_salt: str = Field(default="retain-loop", min_length=1)
+    # Priority from value at risk: p1 at or above p1_value_at_risk, p2 at or above
+    # p2_value_at_risk, else p3; the SLA (hours to resolve) of each.
+    p1_value_at_risk: float = Field(default=20.0, ge=0.0)
+    p2_value_at_risk: float = Field(default=5.0, ge=0.0)
+    sla_hours: dict[str, float] = Field(default_factory=lambda: {"p1": 4.0, "p2": 24.0, "p3": 72.0})
+    # Owners: the first rule matching the customer's attributes, else default_team.
+    assignment: tuple[AssignmentRule, ...] = ()
+    default_team: tuple[str, ...] = Field(default=("cx-team",), min_length=1)
+    escalation: EscalationSettings = EscalationSettings()
+    # Closing a case (resolved, unreachable, declined) needs one of these resolution codes.
+    resolution_codes: tuple[str, ...] = Field(
+        default=(
+            "apologised",
+            "refunded",
+            "replaced",
+            "fixed",
+            "goodwill_credit",
+            "explained",
+            "no_action_needed",
+            "other",
+        ),
+        min_length=1,
+    )
+    # Hand-off of new and escalated cases: a JSON webhook (RETAIN_CASES_WEBHOOK_URL overrides it;
+    # empty = off) with an Idempotency-Key, and a CSV file drop (empty = <data>/store/cases-drop).
+    webhook_url: str = ""
+    file_drop_dir: str = ""
+
+    @field_validator("sla_hours")
+    @classmethod
+    def _every_priority(cls, v: dict[str, float]) -> dict[str, float]:
+        missing = [p for p in ("p1", "p2", "p3") if p not in v]
+        if missing or any(h <= 0 for h in v.values()):
+            raise ValueError(f"needs positive hours for p1, p2 and p3, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LoopSettings:
+        if self.p1_value_at_risk < self.p2_value_at_risk:
+            raise ValueError("p1_value_at_risk must be at least p2_value_at_risk")
+        return self
+
+
 class Settings(_Strict):
     horizon_days: int = Field(default=90, ge=1, le=3650)
     activity_event_types: tuple[str, ...] = Field(default=("purchase",), min_length=1)
@@ -231,6 +329,8 @@ class Settings(_Strict):
     outreach: OutreachSettings = OutreachSettings()
     service: ServiceSettings = ServiceSettings()
     monitoring: MonitoringSettings = MonitoringSettings()
+    store: StoreSettings = StoreSettings()
+    loop: LoopSettings = LoopSettings()
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -84,9 +84,9 @@ def validate_cmd(
     config: ConfigOption = None,
 ) -> None:
     """Check a source against the data contract and write quarantined rows with their reasons."""
-    settings_from(config)
+    settings = settings_from(config)
     progress = Progress()
-    result = read_tables(data, progress)
+    result = read_tables(data, progress, settings)
     _write_quarantine(result, _quarantine_dir(data, quarantine), progress)
 
 
@@ -136,7 +136,7 @@ def features(
     settings = settings_from(config)
     cutoff = parse_cutoff(as_of)
     progress = Progress()
-    tables = read_tables(data, progress).tables
+    tables = read_tables(data, progress, settings).tables
     progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
     frame = build_features(tables, cutoff, settings)
     write_frame(frame, out, index=True)

@@ -7,9 +7,11 @@ Validated tables have fixed, normalised dtypes so every stage downstream can rel
 - `events`: `customer_id` Categorical whose categories are exactly `customers.customer_id`
   (so `.cat.codes` are row positions in `customers`), `ts` datetime64[ns, UTC], `channel`
   Categorical over `CHANNELS`, `event_type` Categorical (observed types), `amount` float64
-  (NaN when absent), `resolved` pandas nullable boolean (NA when absent).
+  (NaN when absent), `resolved` pandas nullable boolean (NA when absent), `event_id` object
+  (str or None; only when the source has it: the row's id, which makes ingestion idempotent).
 - `feedback`: `customer_id` Categorical as above, `ts`, `survey` Categorical over `SURVEYS`,
-  `score` float64 holding integers in the survey's range, `comment` object (str or None).
+  `score` float64 holding integers in the survey's range, `comment` object (str or None),
+  `event_id` as for events.
 - `churn`: `customer_id` Categorical as above (unique), `churn_date` datetime64[ns, UTC].
 
 All timestamps are UTC. A cutoff `as_of` is exclusive: features may only use rows with
@@ -65,8 +67,8 @@ REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 OPTIONAL_COLUMNS: dict[str, tuple[str, ...]] = {
     "customers": ("segment", "plan", "region"),
-    "events": ("amount", "resolved"),
-    "feedback": ("comment",),
+    "events": ("amount", "resolved", "event_id"),
+    "feedback": ("comment", "event_id"),
     "churn": (),
 }
 TIME_COLUMN: dict[str, str] = {

@@ -58,7 +58,7 @@ def is_sql_url(source: str) -> bool:
     return "://" in str(source)
 
 
-def _read_file(path: Path, table: str) -> pd.DataFrame:
+def read_file(path: Path, table: str) -> pd.DataFrame:
     try:
         if path.suffix == ".parquet":
             return _read_parquet(path)
@@ -88,7 +88,7 @@ def read_folder(folder: str | Path) -> dict[str, pd.DataFrame | None]:
                 )
             tables[name] = None
             continue
-        tables[name] = _read_file(found[0], name)
+        tables[name] = read_file(found[0], name)
     return tables
 
 

@@ -159,6 +159,18 @@ def _repeats(clean: pd.DataFrame) -> np.ndarray:
     return out
 
 
+def _repeated_ids(clean: pd.DataFrame, reason: np.ndarray) -> None:
+    """Among otherwise valid rows, a repeated `event_id` keeps its first occurrence: the id says
+    they are one row, so a second, different row under it is an error, not a new fact."""
+    if "event_id" not in clean.columns:
+        return
+    ids = clean["event_id"]
+    valid = (reason == "") & ids.notna().to_numpy()
+    again = np.zeros(len(clean), dtype=bool)
+    again[valid] = ids[valid].duplicated(keep="first").to_numpy()
+    reason[again] = "duplicate event_id"
+
+
 def _first_reason(n: int, checks: list[tuple[np.ndarray, str]]) -> np.ndarray:
     """The first failing check per row ('' when all pass); checks are in priority order."""
     reason = np.full(n, "", dtype=object)
@@ -264,6 +276,8 @@ def _events(raw: pd.DataFrame, known: pd.Index):
     for col in raw.columns:
         if col not in clean.columns:
             clean[col] = raw[col]
+    if "event_id" in raw.columns:
+        clean["event_id"] = _text(raw["event_id"])
     reason = _first_reason(
         n,
         [
@@ -284,6 +298,7 @@ def _events(raw: pd.DataFrame, known: pd.Index):
             (_repeats(clean), "duplicate row"),
         ],
     )
+    _repeated_ids(clean, reason)
     kept_types = event_type[reason == ""].cat.remove_unused_categories().cat.categories
     clean["event_type"] = event_type.cat.set_categories(sorted(kept_types))
     return _split("events", raw, clean, reason)
@@ -335,8 +350,11 @@ def _feedback(raw: pd.DataFrame, known: pd.Index):
         },
         index=raw.index,
     )
+    if "event_id" in raw.columns:
+        clean["event_id"] = _text(raw["event_id"])
     checks.append((_repeats(clean), "duplicate row"))
     reason = _first_reason(n, checks)
+    _repeated_ids(clean, reason)
     return _split("feedback", raw, clean, reason)
 
 
@@ -400,3 +418,86 @@ def validate(raw: dict[str, pd.DataFrame | None]) -> ValidationResult:
         churn, quarantine["churn"], report["churn"] = _churn(_fresh(raw["churn"]), customers)
     tables = Tables(customers=customers, events=events, feedback=feedback, churn=churn)
     return ValidationResult(tables=tables, quarantine=quarantine, report=report)
+
+
+# The tables rows can be ingested into one by one (over HTTP or `retain ingest`).
+INGESTED_TABLES: tuple[str, ...] = ("events", "feedback")
+MAX_EVENT_ID = 64
+
+
+def field_of(reason: str, name: str) -> str | None:
+    """The column a quarantine reason is about ("unknown channel (...)" -> "channel"), or None
+    for reasons about the whole row (a duplicate)."""
+    words = reason.replace("(", " ").split()
+    if words[:2] == ["unknown", "field"] and len(words) > 2:
+        return words[2]
+    columns = (*REQUIRED_COLUMNS[name], *OPTIONAL_COLUMNS[name])
+    for word in words[:3]:
+        if word in columns:
+            return word
+    if name == "feedback" and words and words[0] in SURVEYS:
+        return "score"  # "nps score out of range 0-10"
+    if "survey" in words:
+        return "survey"
+    return None
+
+
+@dataclass
+class CheckedRows:
+    """Rows of one table checked one by one: the kept rows (normalised like `validate`'s
+    tables) with `item`, their position in the input, and the rejected ones (`item`, `field`,
+    `reason`). Every input row is in exactly one of them."""
+
+    kept: pd.DataFrame
+    rejected: pd.DataFrame
+
+
+def check_rows(name: str, raw: pd.DataFrame, known: pd.Index) -> CheckedRows:
+    """Check rows of `events` or `feedback` with the same code `validate` checks whole tables
+    with, against the `known` customer ids. A column missing from every row is a per-row error,
+    not a failure of the batch; feedback rows with columns the contract does not have are
+    rejected (events may carry further columns, as tables may)."""
+    if name not in INGESTED_TABLES:
+        raise ContractError(f"rows cannot be ingested into '{name}'; only {list(INGESTED_TABLES)}")
+    raw = raw.reset_index(drop=True).copy()
+    for col in REQUIRED_COLUMNS[name]:
+        if col not in raw.columns:
+            raw[col] = None
+    n = len(raw)
+    extra_reason = np.full(n, "", dtype=object)
+    if name == "feedback":
+        allowed = (*REQUIRED_COLUMNS[name], *OPTIONAL_COLUMNS[name])
+        for col in raw.columns:
+            if col not in allowed:
+                present = raw[col].notna().to_numpy()
+                extra_reason[present & (extra_reason == "")] = (
+                    f"unknown field {col} (feedback rows have {', '.join(allowed)})"
+                )
+    if "event_id" in raw.columns:
+        ids = raw["event_id"].astype("string").str.strip()
+        too_long = (ids.str.len() > MAX_EVENT_ID).fillna(False).to_numpy()
+        extra_reason[too_long & (extra_reason == "")] = (
+            f"event_id longer than {MAX_EVENT_ID} characters"
+        )
+    if name == "events":
+        kept, quarantined, _ = _events(raw, known)
+    else:
+        kept, quarantined, _ = _feedback(raw[[c for c in raw.columns if c in allowed]], known)
+    bad = np.zeros(n, dtype=bool)
+    reason = np.full(n, "", dtype=object)
+    bad[quarantined["row_number"].to_numpy()] = True
+    reason[quarantined["row_number"].to_numpy()] = quarantined["reason"].to_numpy()
+    kept["item"] = np.flatnonzero(~bad)
+    # A contract reason comes first; the ingestion-only checks reject kept rows too.
+    late = extra_reason[kept["item"].to_numpy()] != ""
+    reason[~bad] = np.where(late, extra_reason[~bad], "")
+    kept = kept.loc[~late].reset_index(drop=True)
+    rejected_items = np.flatnonzero(reason != "")
+    rejected = pd.DataFrame(
+        {
+            "item": rejected_items,
+            "field": [field_of(r, name) for r in reason[rejected_items]],
+            "reason": reason[rejected_items].astype(str),
+        }
+    )
+    return CheckedRows(kept=kept, rejected=rejected)

@@ -71,7 +71,7 @@ def monitor(
     reg = registry()
     result = run_monitor(
         ScoreStore(data),
-        lambda: read_tables(data, progress).tables,
+        lambda: read_tables(data, progress, settings).tables,
         cutoff,
         out,
         settings,

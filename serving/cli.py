@@ -19,9 +19,12 @@ from edge import (
 )
 from features.contract import ContractError
 from serving.core.champions import NoChampionError
+from serving.loop.cli import app as loop_app
 from serving.outreach.cli import app as outreach_app
 
 app = typer.Typer()
+app.registered_commands += loop_app.registered_commands
+app.registered_groups += loop_app.registered_groups
 app.add_typer(
     outreach_app,
     name="outreach",
@@ -79,7 +82,7 @@ def score(
         snapshot_dir = Path(data)
     progress = Progress()
     models = champions(registry(), progress)
-    tables = read_tables(data, progress).tables
+    tables = read_tables(data, progress, settings).tables
     scored = score_population(tables, cutoff, models, settings, progress=progress)
     write_scores(scored.ranked, out)
     progress(f"ranked list of {len(scored.ranked):,} customers -> {out}")

@@ -94,7 +94,7 @@ def train(
 def _train(data: str, settings, known_until, reg, progress):
     from training.run import train_and_register
 
-    tables = read_tables(data, progress).tables
+    tables = read_tables(data, progress, settings).tables
     return train_and_register(
         tables,
         settings,
@@ -156,7 +156,7 @@ def backtest(
         settings = settings.model_copy(update={"horizon_days": horizon})
     stamps = [parse_cutoff(c.strip(), "--cutoffs") for c in cutoffs.split(",") if c.strip()]
     progress = Progress()
-    tables = read_tables(data, progress).tables
+    tables = read_tables(data, progress, settings).tables
     run = run_backtest(tables, settings, stamps, n_boot=n_boot, progress=progress)
     written = write_report(run, out)
     reg = registry()

@@ -26,7 +26,7 @@ from features.snapshot import Snapshot
 _analyzer = None
 
 
-def _compound(texts: np.ndarray) -> np.ndarray:
+def comment_tone(texts: np.ndarray) -> np.ndarray:
     """VADER compound score of each text (an object array of distinct strings)."""
     global _analyzer
     if _analyzer is None:
@@ -55,7 +55,7 @@ def sentiment_features(snap: Snapshot) -> pd.DataFrame:
         has_text = pd.notna(fb.comment)
         texts = fb.comment[has_text]
         codes, distinct = pd.factorize(texts)
-        compound = _compound(np.asarray(distinct, dtype=object))[codes]
+        compound = comment_tone(np.asarray(distinct, dtype=object))[codes]
         pos, age = fb.pos[has_text], fb.age_days[has_text]
 
     count = snap.count(pos)

@@ -45,7 +45,7 @@ def _score(data: str, as_of, settings, progress: Progress):
         models = champions(registry(), progress)
     except NoChampionError as exc:
         raise OutreachError(str(exc)) from None
-    tables = read_tables(data, progress).tables
+    tables = read_tables(data, progress, settings).tables
     population = score_population(tables, as_of, models, settings, progress=progress)
     return population.ranked, lambda ids: population.reasons(ids, models)
 

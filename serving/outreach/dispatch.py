@@ -170,7 +170,10 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 class WebhookDispatcher:
-    """POST each pending contact as JSON, with retries; see the module docstring for the rules."""
+    """POST each pending contact as JSON, with retries; see the module docstring for the rules.
+    Any queue with the outbox's delivery methods (`pending_contacts`, `mark_attempt`,
+    `mark_sent`, `mark_error`) and rows with `id` and `idempotency_key` can be delivered, with
+    `payload_of` making each row's body (the cases' hand-offs are)."""
 
     channel = "webhook"
 
@@ -185,16 +188,18 @@ class WebhookDispatcher:
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
+        payload_of: Callable[[dict[str, Any]], dict[str, Any]] = payload,
+        setting: str = "outreach.webhook_url or RETAIN_OUTREACH_WEBHOOK_URL",
     ) -> None:
         try:
             scheme = httpx.URL(url).scheme
         except (httpx.InvalidURL, TypeError) as exc:
-            raise OutreachError(f"outreach webhook URL {url!r} is not a URL: {exc}") from None
+            raise OutreachError(f"webhook URL {url!r} ({setting}) is not a URL: {exc}") from None
         if scheme not in ("http", "https"):
             raise OutreachError(
-                f"outreach webhook URL must start with http:// or https://, got {url!r} "
-                "(outreach.webhook_url or RETAIN_OUTREACH_WEBHOOK_URL)"
+                f"webhook URL must start with http:// or https://, got {url!r} ({setting})"
             )
+        self._payload = payload_of
         self.url = url
         self.timeout_s = timeout_s
         self.max_attempts = max(1, max_attempts)
@@ -246,7 +251,7 @@ class WebhookDispatcher:
 
     def _deliver(self, client: httpx.Client, outbox: Outbox, row: dict[str, Any]):
         """Try one contact; returns (sent|failed|pending, last error, attempts made)."""
-        body = json.dumps(payload(row), allow_nan=False).encode("utf-8")
+        body = json.dumps(self._payload(row), allow_nan=False).encode("utf-8")
         headers = {"Idempotency-Key": row["idempotency_key"], "Content-Type": "application/json"}
         error = ""
         for attempt in range(1, self.max_attempts + 1):

@@ -1,0 +1,466 @@
+"""Recovery and retention cases: opening one for a qualifying moment (or adding the moment to the
+customer's open case for the same reason), priority and due time from value at risk and the SLA,
+owner from the assignment rules, the status lifecycle with its append-only history, escalation
+of overdue cases, and the queries the API and `retain cases` answer.
+
+Lifecycle: open -> in_progress -> resolved | unreachable | declined (closing needs a resolution
+code from `loop.resolution_codes`), and open / in_progress -> expired. Every change bumps the
+case's `version`; a caller that read version v may pass it, and a stale one is refused.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy.engine import Connection
+
+from configs import LoopSettings
+from store import Store, as_utc, naive_utc
+
+RECOVERY, RETENTION = "recovery", "retention"
+OPEN, IN_PROGRESS = "open", "in_progress"
+RESOLVED, UNREACHABLE, DECLINED, EXPIRED = "resolved", "unreachable", "declined", "expired"
+STATUSES = (OPEN, IN_PROGRESS, RESOLVED, UNREACHABLE, DECLINED, EXPIRED)
+ACTIVE = (OPEN, IN_PROGRESS)
+NEEDS_RESOLUTION = (RESOLVED, UNREACHABLE, DECLINED)
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    OPEN: (IN_PROGRESS, RESOLVED, UNREACHABLE, DECLINED, EXPIRED),
+    IN_PROGRESS: (RESOLVED, UNREACHABLE, DECLINED, EXPIRED),
+    RESOLVED: (),
+    UNREACHABLE: (),
+    DECLINED: (),
+    EXPIRED: (),
+}
+PRIORITIES = ("p1", "p2", "p3")
+SYSTEM = "retain"
+
+
+class CaseError(ValueError):
+    """A request about a case that cannot be carried out; `status` is the HTTP status to answer."""
+
+    status = 422
+
+
+class NoSuchCase(CaseError):
+    status = 404
+
+
+class CaseConflict(CaseError):
+    """An invalid transition or a stale version (HTTP 409)."""
+
+    status = 409
+
+
+def priority_for(value_at_risk: float, loop: LoopSettings) -> str:
+    if value_at_risk >= loop.p1_value_at_risk:
+        return "p1"
+    if value_at_risk >= loop.p2_value_at_risk:
+        return "p2"
+    return "p3"
+
+
+def due_at(opened: datetime, priority: str, loop: LoopSettings) -> datetime:
+    return opened + timedelta(hours=loop.sla_hours[priority])
+
+
+def open_key(customer_id: str, kind: str, reason: str) -> str:
+    return f"{kind}\x1f{customer_id}\x1f{reason}"
+
+
+def team_for(attributes: dict[str, str | None], loop: LoopSettings) -> tuple[str, ...]:
+    """The team of the first assignment rule whose given attributes all match, else the default."""
+    for rule in loop.assignment:
+        wanted = {k: v for k, v in (("segment", rule.segment), ("region", rule.region)) if v}
+        if all(attributes.get(k) == v for k, v in wanted.items()):
+            return rule.team
+    return loop.default_team
+
+
+def next_owner(conn: Connection, cases, team: Sequence[str]) -> str:
+    """Round robin over `team`: the member after the one given the team's latest case."""
+    if len(team) == 1:
+        return team[0]
+    last = conn.execute(
+        select(cases.c.owner)
+        .where(cases.c.owner.in_(list(team)))
+        .order_by(cases.c.id.desc())
+        .limit(1)
+    ).scalar()
+    return team[(list(team).index(last) + 1) % len(team)] if last in team else team[0]
+
+
+@dataclass(frozen=True)
+class Opening:
+    """What a qualifying moment brings to a case."""
+
+    kind: str
+    customer_id: str
+    segment: str | None
+    attributes: dict[str, str | None]
+    reason: str
+    reason_text: str
+    trigger: dict[str, Any]
+    scores: dict[str, Any]  # churn_probability, clv, value_at_risk, tier, model versions
+
+
+def open_or_add(
+    conn: Connection, store: Store, opening: Opening, now: datetime, loop: LoopSettings
+):
+    """Open a case for `opening`, or add it to the customer's open case for the same kind and
+    reason. Returns (case id, "opened" | "added"). Runs in the caller's transaction, with the
+    hand-off of a new case, so the case, its history and its hand-off commit together."""
+    cases, history = store.t.cases, store.t.case_history
+    key = open_key(opening.customer_id, opening.kind, opening.reason)
+    found = conn.execute(select(cases).where(cases.c.open_key == key)).mappings().first()
+    if found is not None:
+        triggers = json.loads(found["trigger"])
+        triggers.append(opening.trigger)
+        conn.execute(
+            update(cases)
+            .where(cases.c.id == found["id"])
+            .values(
+                trigger=json.dumps(triggers, default=str),
+                moments=found["moments"] + 1,
+                updated_at=now,
+                version=found["version"] + 1,
+            )
+        )
+        conn.execute(
+            insert(history).values(
+                case_id=found["id"],
+                at=now,
+                actor=SYSTEM,
+                from_status=found["status"],
+                to_status=found["status"],
+                note="another moment for the same reason",
+                detail=json.dumps({"moment": opening.trigger}, default=str),
+            )
+        )
+        return found["id"], "added"
+    priority = priority_for(float(opening.scores.get("value_at_risk") or 0.0), loop)
+    owner = next_owner(conn, cases, team_for(opening.attributes, loop))
+    values = {
+        "kind": opening.kind,
+        "customer_id": opening.customer_id,
+        "segment": opening.segment,
+        "reason": opening.reason,
+        "reason_text": opening.reason_text,
+        "trigger": json.dumps([opening.trigger], default=str),
+        "priority": priority,
+        "owner": owner,
+        "status": OPEN,
+        "opened_at": now,
+        "due_at": due_at(now, priority, loop),
+        "updated_at": now,
+        "version": 1,
+        "moments": 1,
+        "escalations": 0,
+        "open_key": key,
+        **{
+            k: opening.scores.get(k)
+            for k in (
+                "churn_probability",
+                "clv",
+                "value_at_risk",
+                "tier",
+                "churn_model_version",
+                "clv_model_version",
+            )
+        },
+    }
+    case_id = conn.execute(insert(cases).values(values)).inserted_primary_key[0]
+    conn.execute(
+        insert(history).values(
+            case_id=case_id,
+            at=now,
+            actor=SYSTEM,
+            from_status=None,
+            to_status=OPEN,
+            note=opening.reason_text[:2000],
+            detail=json.dumps({"owner": owner, "priority": priority}, default=str),
+        )
+    )
+    enqueue_handoff(conn, store, case_id, "opened", now)
+    return case_id, "opened"
+
+
+def enqueue_handoff(
+    conn: Connection, store: Store, case_id: int, event: str, now: datetime
+) -> None:
+    """A pending hand-off of the case as it now stands (idempotency key per case and event)."""
+    case = conn.execute(select(store.t.cases).where(store.t.cases.c.id == case_id)).mappings().one()
+    n = conn.execute(
+        select(func.count()).where(
+            store.t.case_handoffs.c.case_id == case_id, store.t.case_handoffs.c.event == event
+        )
+    ).scalar_one()
+    key = f"case-{case_id}-{event}" + (f"-{n + 1}" if n else "")
+    conn.execute(
+        insert(store.t.case_handoffs).values(
+            idempotency_key=key,
+            case_id=case_id,
+            event=event,
+            payload=json.dumps({"event": event, "idempotency_key": key, **case_json(dict(case))}),
+            created_at=now,
+            status="pending",
+            attempts=0,
+        )
+    )
+
+
+def case_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A case row as JSON-ready values (ISO timestamps, the trigger list decoded)."""
+    out = {k: v for k, v in row.items() if k != "open_key"}
+    out["trigger"] = json.loads(row["trigger"]) if row.get("trigger") else []
+    for k in ("opened_at", "due_at", "updated_at", "first_response_at", "closed_at"):
+        t = as_utc(row.get(k))
+        out[k] = None if t is None else t.isoformat()
+    return out
+
+
+class CaseBook:
+    """Reads and changes cases in a store (the API's and `retain cases`' use cases)."""
+
+    def __init__(self, store: Store, loop: LoopSettings) -> None:
+        self.store = store
+        self.loop = loop
+
+    def list(
+        self,
+        *,
+        status: Sequence[str] = (),
+        owner: str | None = None,
+        priority: Sequence[str] = (),
+        customer_id: str | None = None,
+        overdue: bool = False,
+        now: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> tuple[int, list[dict[str, Any]]]:
+        """Cases matching the filters, as a work queue: overdue first (active and due before
+        `now`), then priority, then due time: (matching count, one page). `overdue` keeps only
+        the overdue ones."""
+        c = self.store.t.cases
+        if overdue and now is None:
+            raise ValueError("overdue needs now")
+        for s in status:
+            if s not in STATUSES:
+                raise CaseError(f"unknown status {s!r}; expected one of {list(STATUSES)}")
+        for p in priority:
+            if p not in PRIORITIES:
+                raise CaseError(f"unknown priority {p!r}; expected one of {list(PRIORITIES)}")
+        where = []
+        if status:
+            where.append(c.c.status.in_(list(status)))
+        if owner:
+            where.append(c.c.owner == owner)
+        if priority:
+            where.append(c.c.priority.in_(list(priority)))
+        if customer_id:
+            where.append(c.c.customer_id == customer_id)
+        late = None
+        if now is not None:
+            late = and_(c.c.status.in_(list(ACTIVE)), c.c.due_at < naive_utc(now))
+        if overdue:
+            where.append(late)
+        condition = and_(*where) if where else None
+        count = select(func.count()).select_from(c)
+        order = [c.c.priority, c.c.due_at, c.c.id]
+        if late is not None:
+            order.insert(0, case((late, 0), else_=1))
+        page = select(c).order_by(*order).limit(limit).offset(offset)
+        if condition is not None:
+            count, page = count.where(condition), page.where(condition)
+        with self.store.engine.connect() as conn:
+            total = conn.execute(count).scalar_one()
+            rows = [case_json(dict(r)) for r in conn.execute(page).mappings()]
+        return total, rows
+
+    def get(self, case_id: int) -> dict[str, Any]:
+        """A case with its history, oldest change first."""
+        c, h = self.store.t.cases, self.store.t.case_history
+        with self.store.engine.connect() as conn:
+            row = conn.execute(select(c).where(c.c.id == case_id)).mappings().first()
+            if row is None:
+                raise NoSuchCase(f"no case {case_id}")
+            changes = conn.execute(select(h).where(h.c.case_id == case_id).order_by(h.c.id))
+            out = case_json(dict(row))
+            out["history"] = [
+                {
+                    **{k: v for k, v in dict(r).items() if k not in ("detail", "at")},
+                    "at": as_utc(r["at"]).isoformat(),
+                    "detail": json.loads(r["detail"]) if r["detail"] else None,
+                }
+                for r in changes.mappings()
+            ]
+        return out
+
+    def transition(
+        self,
+        case_id: int,
+        to: str,
+        *,
+        actor: str,
+        now: datetime,
+        version: int | None = None,
+        resolution: str | None = None,
+        note: str | None = None,
+        owner: str | None = None,
+    ) -> dict[str, Any]:
+        """Move a case to `to` (or, with `to` equal to its status, only reassign or add a note)."""
+        if to not in STATUSES:
+            raise CaseError(f"unknown status {to!r}; expected one of {list(STATUSES)}")
+        if not actor or not actor.strip():
+            raise CaseError("a transition needs the name of who makes it (actor)")
+        c, h = self.store.t.cases, self.store.t.case_history
+        now = naive_utc(now)
+        with self.store.engine.begin() as conn:
+            row = conn.execute(select(c).where(c.c.id == case_id)).mappings().first()
+            if row is None:
+                raise NoSuchCase(f"no case {case_id}")
+            if version is not None and version != row["version"]:
+                raise CaseConflict(
+                    f"case {case_id} changed since version {version} (it is at version "
+                    f"{row['version']}): read it again and retry"
+                )
+            current = row["status"]
+            same = to == current
+            if not same and to not in TRANSITIONS[current]:
+                allowed = list(TRANSITIONS[current])
+                raise CaseConflict(
+                    f"case {case_id} is {current}: it cannot become {to}; "
+                    + (f"allowed: {allowed}" if allowed else "it is closed")
+                )
+            if same and current not in ACTIVE:
+                raise CaseConflict(f"case {case_id} is {current}: it is closed")
+            values: dict[str, Any] = {"updated_at": now, "version": row["version"] + 1}
+            detail: dict[str, Any] = {}
+            if to in NEEDS_RESOLUTION:
+                if resolution not in self.loop.resolution_codes:
+                    raise CaseError(
+                        f"closing a case as {to} needs a resolution code, one of "
+                        f"{list(self.loop.resolution_codes)} (loop.resolution_codes); got {resolution!r}"
+                    )
+                values["resolution"] = resolution
+                detail["resolution"] = resolution
+            if to not in ACTIVE:
+                values["closed_at"] = now
+                values["open_key"] = None
+            if not same:
+                values["status"] = to
+                if row["first_response_at"] is None:
+                    values["first_response_at"] = now
+            if note:
+                values["note"] = note
+            if owner and owner != row["owner"]:
+                values["owner"] = owner
+                detail["owner"] = {"from": row["owner"], "to": owner}
+            changed = conn.execute(
+                update(c).where(c.c.id == case_id, c.c.version == row["version"]).values(values)
+            ).rowcount
+            if changed != 1:
+                raise CaseConflict(f"case {case_id} changed meanwhile: read it again and retry")
+            conn.execute(
+                insert(h).values(
+                    case_id=case_id,
+                    at=now,
+                    actor=actor.strip(),
+                    from_status=current,
+                    to_status=to,
+                    note=note,
+                    detail=json.dumps(detail) if detail else None,
+                )
+            )
+        return self.get(case_id)
+
+    def escalate(self, *, now: datetime) -> dict[str, int]:
+        """Escalate every active case past its due time (see `EscalationSettings`); expire those
+        older than `expire_after_days`. Safe to run from cron: a case escalated once gets a new
+        due time, so a second run at once finds nothing more to do."""
+        c, h = self.store.t.cases, self.store.t.case_history
+        now = naive_utc(now)
+        rules = self.loop.escalation
+        limit = now - timedelta(days=rules.expire_after_days)
+        counts = {"escalated": 0, "expired": 0}
+        with self.store.engine.begin() as conn:
+            overdue = (
+                conn.execute(
+                    select(c)
+                    .where(
+                        c.c.status.in_(list(ACTIVE)), or_(c.c.due_at < now, c.c.opened_at < limit)
+                    )
+                    .order_by(c.c.id)
+                )
+                .mappings()
+                .all()
+            )
+            for row in overdue:
+                base = {"updated_at": now, "version": row["version"] + 1}
+                if row["opened_at"] < limit:
+                    conn.execute(
+                        update(c)
+                        .where(c.c.id == row["id"])
+                        .values(**base, status=EXPIRED, closed_at=now, open_key=None)
+                    )
+                    conn.execute(
+                        insert(h).values(
+                            case_id=row["id"],
+                            at=now,
+                            actor=SYSTEM,
+                            from_status=row["status"],
+                            to_status=EXPIRED,
+                            note=f"open longer than {rules.expire_after_days} days",
+                        )
+                    )
+                    counts["expired"] += 1
+                    continue
+                level = PRIORITIES.index(row["priority"])
+                priority = PRIORITIES[max(0, level - 1)]
+                owner = row["owner"]
+                if rules.escalation_team:
+                    owner = next_owner(conn, c, rules.escalation_team)
+                conn.execute(
+                    update(c)
+                    .where(c.c.id == row["id"])
+                    .values(
+                        **base,
+                        priority=priority,
+                        owner=owner,
+                        due_at=due_at(now, priority, self.loop),
+                        escalations=row["escalations"] + 1,
+                    )
+                )
+                conn.execute(
+                    insert(h).values(
+                        case_id=row["id"],
+                        at=now,
+                        actor=SYSTEM,
+                        from_status=row["status"],
+                        to_status=row["status"],
+                        note=f"escalated: overdue since {as_utc(row['due_at']):%Y-%m-%d %H:%M} UTC",
+                        detail=json.dumps(
+                            {
+                                "priority": {"from": row["priority"], "to": priority},
+                                "owner": {"from": row["owner"], "to": owner},
+                            }
+                        ),
+                    )
+                )
+                enqueue_handoff(conn, self.store, row["id"], "escalated", now)
+                counts["escalated"] += 1
+        return counts
+
+    def frame(self) -> pd.DataFrame:
+        """Every case as a DataFrame (timestamps UTC): what monitoring reads."""
+        c = self.store.t.cases
+        with self.store.engine.connect() as conn:
+            frame = pd.DataFrame(conn.execute(select(c)).mappings().all(), columns=c.columns.keys())
+        for col in ("opened_at", "due_at", "updated_at", "first_response_at", "closed_at"):
+            frame[col] = pd.to_datetime(frame[col]).dt.tz_localize("UTC")
+        return frame

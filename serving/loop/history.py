@@ -1,0 +1,127 @@
+"""One customer's history, fast: the validated tables (the data folder plus the inbox, as every
+batch command reads them) held in memory with each table's rows grouped by customer, and the
+rows ingested since appended as they are accepted. `tables_of` gives a few customers' rows as
+contract `Tables`, which `build_features` turns into exactly the features it gives those
+customers on the whole history (the property test in tests/serving/test_loop.py).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+
+from features.contract import CHANNELS, SURVEYS, Tables
+
+
+class _Grouped:
+    """A table's row positions grouped by customer code, without copying the table."""
+
+    def __init__(self, frame: pd.DataFrame | None) -> None:
+        self.frame = frame
+        if frame is None:
+            self.order = self.starts = np.array([], dtype=np.int64)
+            return
+        codes = frame["customer_id"].cat.codes.to_numpy()
+        self.order = np.argsort(codes, kind="stable")
+        n_customers = len(frame["customer_id"].cat.categories)
+        self.starts = np.searchsorted(codes[self.order], np.arange(n_customers + 1))
+
+    def rows(self, codes: np.ndarray) -> np.ndarray:
+        if self.frame is None or not len(codes):
+            return np.array([], dtype=np.int64)
+        parts = [self.order[self.starts[c] : self.starts[c + 1]] for c in codes]
+        return np.sort(np.concatenate(parts))
+
+
+class History:
+    """The tables and the rows ingested after them; thread-safe for one writer and readers."""
+
+    def __init__(self, tables: Tables) -> None:
+        self.tables = tables
+        self._ids = pd.Index(tables.customers["customer_id"].astype(str))
+        self._events = _Grouped(tables.events)
+        self._feedback = _Grouped(tables.feedback)
+        self._churn = _Grouped(tables.churn)
+        self._added: dict[str, dict[str, list[pd.DataFrame]]] = {
+            "events": defaultdict(list),
+            "feedback": defaultdict(list),
+        }
+        self._seen: dict[str, set[str]] = {"events": set(), "feedback": set()}
+        self._lock = threading.Lock()
+
+    @property
+    def known(self) -> pd.Index:
+        """The customer ids rows may be ingested for."""
+        return self._ids
+
+    def segment_and_region(self, customer_id: str) -> dict[str, str | None]:
+        pos = self._ids.get_loc(customer_id)
+        row = self.tables.customers.iloc[pos]
+        return {
+            c: (None if pd.isna(row.get(c)) else str(row.get(c))) for c in ("segment", "region")
+        }
+
+    def add(self, name: str, rows: pd.DataFrame, ids: list[str]) -> None:
+        """Append checked rows (as `check_rows` keeps them) with their row ids; a row id seen
+        before (a retry, or a row already in the tables) is not added twice."""
+        with self._lock:
+            seen = self._seen[name]
+            fresh = [i for i, r in enumerate(ids) if r not in seen]
+            if not fresh:
+                return
+            part = rows.iloc[fresh].drop(columns=["item"], errors="ignore").copy()
+            part["event_id"] = [ids[i] for i in fresh]
+            seen.update(ids[i] for i in fresh)
+            for cid, group in part.groupby(part["customer_id"].astype(str), sort=False):
+                self._added[name][cid].append(group)
+
+    def tables_of(self, customer_ids: list[str]) -> Tables:
+        """The given customers' rows (tables and rows added since) as contract `Tables`."""
+        ids = list(dict.fromkeys(str(c) for c in customer_ids))
+        codes = self._ids.get_indexer(pd.Index(ids, dtype=object))
+        if (codes < 0).any():
+            unknown = [c for c, k in zip(ids, codes, strict=True) if k < 0][:5]
+            raise KeyError(f"unknown customer ids {unknown}")
+        cats = pd.Index(ids, dtype=object)
+        customers = self.tables.customers.iloc[codes].reset_index(drop=True)
+        with self._lock:
+            added = {
+                name: [part for cid in ids for part in self._added[name].get(cid, ())]
+                for name in self._added
+            }
+        events = _subset(self._events, codes, cats, added["events"], "events")
+        feedback = _subset(self._feedback, codes, cats, added["feedback"], "feedback")
+        churn = _subset(self._churn, codes, cats, [], "churn")
+        return replace(
+            self.tables, customers=customers, events=events, feedback=feedback, churn=churn
+        )
+
+
+def _subset(
+    grouped: _Grouped, codes: np.ndarray, cats: pd.Index, added: list[pd.DataFrame], name: str
+) -> pd.DataFrame | None:
+    if grouped.frame is None and not added:
+        return None
+    parts = []
+    if grouped.frame is not None:
+        part = grouped.frame.iloc[grouped.rows(codes)]
+        parts.append(part.assign(customer_id=part["customer_id"].astype(object)))
+    parts += [p.assign(customer_id=p["customer_id"].astype(str).astype(object)) for p in added]
+    frame = (
+        pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
+    )
+    frame["customer_id"] = pd.Categorical(frame["customer_id"], categories=cats)
+    if name == "events":
+        frame["channel"] = pd.Categorical(frame["channel"].astype(object), categories=CHANNELS)
+        types = frame["event_type"].astype(object)
+        frame["event_type"] = pd.Categorical(types, categories=sorted(types.dropna().unique()))
+        frame["resolved"] = frame["resolved"].astype("boolean")
+        frame["amount"] = frame["amount"].astype("float64")
+    elif name == "feedback":
+        frame["survey"] = pd.Categorical(frame["survey"].astype(object), categories=tuple(SURVEYS))
+        frame["score"] = frame["score"].astype("float64")
+    return frame

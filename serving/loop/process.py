@@ -1,0 +1,317 @@
+"""The loop's one step: take the inbox rows the loop has not handled yet, rescore each of their
+customers at once with the champion models (from the whole history as of just after the
+customer's newest row), find the negative moments among the rows, decide for each whether it
+opens a case, joins an open one, is held out or does not qualify, and commit all of it - score
+history, moments, cases, their history and hand-offs, and the rows marked handled - in one
+transaction. A process killed at any point therefore leaves the rows unhandled (done again, with
+the same decisions, since the holdout draw is a hash) or handled once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from configs import Settings
+from features.inbox import read_inbox
+from serving.core.champions import Champions
+from serving.core.ranking import population_features
+from serving.core.scoring import score_frame
+from serving.loop.cases import RECOVERY, Opening, open_or_add
+from serving.loop.history import History
+from serving.loop.moments import negative_moments
+from store import Store, naive_utc, plain
+
+# Just after the row: `as_of` is exclusive, and the row that triggered the rescoring must count.
+AFTER_ROW = pd.Timedelta(1, "us")
+SCORE_KEYS = (
+    "churn_probability",
+    "clv",
+    "clv_low",
+    "clv_high",
+    "value_at_risk",
+    "tier",
+    "reason_1",
+    "reason_2",
+    "reason_3",
+    "churn_model_version",
+    "clv_model_version",
+)
+# What a moment's decision can be.
+OPENED, ADDED, HELD_OUT = "opened", "added", "held_out"
+NOT_SCORED, EXCLUDED, NOT_QUALIFIED = "not_scored", "excluded", "not_qualified"
+COOLDOWN, OVER_CAPACITY = "cooldown", "over_capacity"
+
+
+def holdout_draw(salt: str, row_id: str) -> float:
+    """The moment's reproducible uniform draw in [0, 1) (the first 60 bits of a SHA-256)."""
+    digest = hashlib.sha256(f"{salt}\x1f{row_id}".encode()).hexdigest()
+    return int(digest[:15], 16) / 16**15
+
+
+@dataclass
+class Handled:
+    """What one step did: rows handled, customers rescored (their new scores, by customer id)
+    and each moment's decision."""
+
+    rows: int = 0
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    moments: list[dict[str, Any]] = field(default_factory=list)
+
+    def opened(self) -> list[int]:
+        return [m["case_id"] for m in self.moments if m["outcome"] == OPENED]
+
+
+def rescore(
+    history: History, champions: Champions, settings: Settings, newest: dict[str, pd.Timestamp]
+) -> pd.DataFrame:
+    """Scores with reasons of each customer as of just after their newest row (`as_of` column),
+    indexed by customer id; customers outside the population at that instant are left out."""
+    parts = []
+    by_time: dict[pd.Timestamp, list[str]] = {}
+    for cid, ts in newest.items():
+        by_time.setdefault(ts + AFTER_ROW, []).append(cid)
+    for as_of, ids in by_time.items():
+        X = population_features(history.tables_of(ids), as_of, champions, settings)
+        if not len(X):
+            continue
+        scores = score_frame(X, champions, settings, reasons=True)
+        scores["as_of"] = as_of
+        parts.append(scores)
+    if not parts:
+        return pd.DataFrame(columns=[*SCORE_KEYS, "as_of"])
+    out = pd.concat(parts)
+    out.index = out.index.astype(str)
+    return out
+
+
+def process_pending(
+    store: Store,
+    history: History,
+    champions: Champions,
+    settings: Settings,
+    *,
+    now: datetime,
+    limit: int = 10_000,
+    progress: Callable[[str], None] = lambda _: None,
+) -> Handled:
+    """One step of the loop over the inbox rows not yet handled (at most `limit` per table)."""
+    now = naive_utc(now)
+    pending = read_inbox(store, processed=False, limit=limit)
+    rows = {name: frame for name, frame in pending.items() if len(frame)}
+    handled = Handled()
+    if not rows:
+        return handled
+    newest: dict[str, pd.Timestamp] = {}
+    latest_row: dict[str, str] = {}
+    for frame in rows.values():
+        for cid, ts, rid in zip(frame["customer_id"], frame["ts"], frame["row_id"], strict=True):
+            if cid not in newest or ts >= newest[cid]:
+                newest[cid], latest_row[cid] = ts, rid
+    progress(f"rescoring {len(newest):,} customers")
+    scores = rescore(history, champions, settings, newest)
+    moments = []
+    for name, frame in rows.items():
+        found = negative_moments(name, frame, settings)
+        hit = found["reason"] != ""
+        for (_, row), (_, m) in zip(
+            frame.loc[hit].iterrows(), found.loc[hit].iterrows(), strict=True
+        ):
+            moments.append((int(row["seq"]), name, row, m))
+    moments.sort(key=lambda x: (x[0], x[1]))
+    t = store.t
+    try:
+        with store.engine.begin() as conn:
+            for cid, s in scores.iterrows():
+                record = {k: plain(s[k]) for k in SCORE_KEYS}
+                conn.execute(
+                    insert(t.score_history).values(
+                        customer_id=cid,
+                        as_of=naive_utc(s["as_of"]),
+                        scored_at=now,
+                        row_id=latest_row[cid],
+                        **record,
+                    )
+                )
+                handled.scores[cid] = {**record, "as_of": pd.Timestamp(s["as_of"]).isoformat()}
+            for _, name, row, m in moments:
+                handled.moments.append(
+                    _decide(conn, store, history, settings, name, row, m, scores, now)
+                )
+            for name, frame in rows.items():
+                inbox = t.inbox(name)
+                conn.execute(
+                    update(inbox)
+                    .where(inbox.c.seq.in_(frame["seq"].tolist()), inbox.c.processed_at.is_(None))
+                    .values(processed_at=now)
+                )
+    except IntegrityError:
+        # Another process handled these rows first (the moments' row ids are unique): nothing
+        # of this attempt was committed, and nothing is left to do.
+        return Handled()
+    handled.rows = sum(len(f) for f in rows.values())
+    return handled
+
+
+def _decide(conn, store, history, settings, name, row, m, scores, now) -> dict[str, Any]:
+    loop = settings.loop
+    t = store.t
+    cid = str(row["customer_id"])
+    reason = m["reason"]
+    row_id = str(row["row_id"])
+    draw = holdout_draw(loop.holdout_salt, row_id)
+    scored = cid in scores.index
+    s = scores.loc[cid] if scored else None
+    attrs = history.segment_and_region(cid)
+    trigger = {
+        "row_id": row_id,
+        "table": name,
+        "reason": reason,
+        "detail": m["detail"],
+        "ts": pd.Timestamp(row["ts"]).isoformat(),
+        **{
+            k: plain(row[k])
+            for k in ("survey", "score", "comment", "event_type", "channel", "amount")
+            if k in row.index and plain(row[k]) is not None
+        },
+    }
+    case_id = None
+    if not scored:
+        outcome = NOT_SCORED
+    elif cid in loop.exclude_customers or (attrs["segment"] or "") in loop.exclude_segments:
+        outcome = EXCLUDED
+    else:
+        open_case = conn.execute(
+            select(t.cases.c.id).where(
+                t.cases.c.customer_id == cid,
+                t.cases.c.kind == RECOVERY,
+                t.cases.c.reason == reason,
+                t.cases.c.open_key.is_not(None),
+            )
+        ).scalar()
+        if open_case is not None:
+            outcome = ADDED
+        elif float(s["value_at_risk"]) < loop.min_value_at_risk or s["tier"] not in loop.tiers:
+            outcome = NOT_QUALIFIED
+        elif _in_cooldown(conn, t, cid, reason, now, loop.cooldown_days):
+            outcome = COOLDOWN
+        elif draw < loop.holdout_share or _held_out_lately(
+            conn, t, cid, reason, now, settings.horizon_days
+        ):
+            outcome = HELD_OUT
+        elif _opened_today(conn, t, now) >= loop.capacity_per_day:
+            outcome = OVER_CAPACITY
+        else:
+            outcome = OPENED
+        if outcome in (OPENED, ADDED):
+            opening = Opening(
+                kind=RECOVERY,
+                customer_id=cid,
+                segment=attrs["segment"],
+                attributes=attrs,
+                reason=reason,
+                reason_text=reason_text(m["detail"], s),
+                trigger=trigger,
+                scores={k: plain(s[k]) for k in SCORE_KEYS},
+            )
+            case_id, outcome = open_or_add(conn, store, opening, now, loop)
+    values = {
+        "row_id": row_id,
+        "table_name": name,
+        "customer_id": cid,
+        "ts": naive_utc(row["ts"]),
+        "reason": reason,
+        "detail": m["detail"],
+        "comment": plain(row["comment"]) if "comment" in row.index else None,
+        "recorded_at": now,
+        "outcome": outcome,
+        "held_out": outcome == HELD_OUT,
+        "draw": draw,
+        "case_id": case_id,
+        **(
+            {
+                k: plain(s[k])
+                for k in (
+                    "churn_probability",
+                    "clv",
+                    "value_at_risk",
+                    "tier",
+                    "churn_model_version",
+                    "clv_model_version",
+                )
+            }
+            if scored
+            else {}
+        ),
+    }
+    conn.execute(insert(t.moments).values(values))
+    return {
+        "row_id": row_id,
+        "customer_id": cid,
+        "reason": reason,
+        "outcome": outcome,
+        "case_id": case_id,
+        "draw": draw,
+    }
+
+
+def reason_text(detail: str, s: pd.Series) -> str:
+    """The case's reason in words: the moment, then what the rescoring says."""
+    drivers = [str(s[k]) for k in ("reason_1", "reason_2", "reason_3") if s.get(k)]
+    text = (
+        f"{detail}. Rescored at once: churn risk {float(s['churn_probability']):.0%}, "
+        f"CLV {float(s['clv']):,.0f}, value at risk {float(s['value_at_risk']):,.2f} "
+        f"({s['tier']} tier)."
+    )
+    if drivers:
+        text += " Drivers: " + "; ".join(drivers) + "."
+    return text
+
+
+def _in_cooldown(conn, t, cid, reason, now, days) -> bool:
+    if days <= 0:
+        return False
+    c = t.cases.c
+    found = conn.execute(
+        select(c.id)
+        .where(
+            c.customer_id == cid,
+            c.reason == reason,
+            c.closed_at.is_not(None),
+            c.closed_at >= now - timedelta(days=days),
+        )
+        .limit(1)
+    ).scalar()
+    return found is not None
+
+
+def _held_out_lately(conn, t, cid, reason, now, horizon_days) -> bool:
+    """A customer held out for a reason stays out for the horizon: a later moment for the same
+    reason must not treat a member of the control group."""
+    m = t.moments.c
+    found = conn.execute(
+        select(m.id)
+        .where(
+            m.customer_id == cid,
+            m.reason == reason,
+            m.held_out.is_(True),
+            m.recorded_at >= now - timedelta(days=horizon_days),
+        )
+        .limit(1)
+    ).scalar()
+    return found is not None
+
+
+def _opened_today(conn, t, now) -> int:
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)  # naive UTC, like `now`
+    c = t.cases.c
+    return conn.execute(
+        select(func.count()).where(and_(c.kind == RECOVERY, c.opened_at >= day))
+    ).scalar_one()
