@@ -5,7 +5,7 @@ thin BentoML class over it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,6 +22,7 @@ from serving.http.payloads import (
     AtRiskResponse,
     RankedScore,
     Refused,
+    Score,
     ScoreResponse,
     ScoreResult,
     invalid_field,
@@ -53,6 +54,8 @@ class ServiceCore:
     champions: Champions
     settings: Settings
     scored: LatestList
+    # A customer's real-time score newer than the given snapshot cutoff, if any (the loop's).
+    realtime: Callable[[str, pd.Timestamp | None], Score | None] | None = None
     reader: RecordReader = field(init=False)
 
     def __post_init__(self) -> None:
@@ -138,9 +141,15 @@ class ServiceCore:
         )
         results: list[ScoreResult] = []
         it = iter(scores)
+        fresh = 0
         for cid, pos in zip(customer_ids, found, strict=True):
+            newer = self.realtime(cid, snap.as_of) if self.realtime is not None else None
             if pos >= 0:
-                results.append(ScoreResult(customer_id=cid, score=next(it)))
+                listed = next(it)
+                results.append(ScoreResult(customer_id=cid, score=newer or listed))
+            elif newer is not None:
+                results.append(ScoreResult(customer_id=cid, score=newer))
+                fresh += 1
             else:
                 results.append(
                     ScoreResult(
@@ -152,8 +161,8 @@ class ServiceCore:
                 )
         return ScoreResponse(
             results=results,
-            scored=len(known),
-            failed=len(customer_ids) - len(known),
+            scored=len(known) + fresh,
+            failed=len(customer_ids) - len(known) - fresh,
             snapshot_as_of=snap.as_of.isoformat(),
             fallback_models=self.fallback,
         )

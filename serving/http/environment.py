@@ -31,6 +31,8 @@ class Environment:
     data_dir: Path | None
     tracking_uri: str
     keys: tuple[str, ...]
+    store_url: str  # the loop's store (inbox, cases): RETAIN_STORE_URL, store.url or <data>/store
+    cases_webhook_url: str  # RETAIN_CASES_WEBHOOK_URL or loop.webhook_url; "" = none
 
 
 @functools.cache
@@ -50,12 +52,17 @@ def environment() -> Environment:
     except (NoKeyError, ConfigError) as exc:
         refuse_to_start(exc)
         raise
+    from serving.loop.handoff import webhook_url
+    from store import url_for
+
     data = os.environ.get(ENV_DATA) or None
     return Environment(
         settings=settings,
         data_dir=Path(data) if data else None,
         tracking_uri=tracking_uri_from(os.environ),
         keys=keys,
+        store_url=url_for(settings.store.url, data, os.environ),
+        cases_webhook_url=webhook_url(settings, dict(os.environ)),
     )
 
 

@@ -106,6 +106,11 @@ class Score(BaseModel):
     reasons: list[str]
     churn_model_version: str
     clv_model_version: str
+    scored_as_of: str | None = Field(
+        default=None,
+        description="Set when this is a real-time rescoring (after an ingested row) newer than "
+        "the snapshot: the instant the score is as of.",
+    )
 
 
 class ScoreResult(BaseModel):
@@ -187,3 +192,114 @@ def score_models(arrays: dict[str, np.ndarray], versions: tuple[str, str]) -> li
         )
         for i, text in zip(range(n), reasons, strict=True)
     ]
+
+
+# -- the loop: ingestion and cases ----------------------------------------------------------------
+
+
+class IngestRequest(BaseModel):
+    """Rows for one table, each a JSON object with the contract's columns. Events: customer_id,
+    ts (ISO 8601; UTC when no offset), channel, event_type, and optionally amount, resolved,
+    event_id and further columns (invoice_no, stock_code, quantity...). Feedback: customer_id,
+    ts, survey (nps, csat, ces), score, and optionally comment, event_id. Each row is checked on
+    its own: a bad one is rejected with its reason and the others are accepted."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[dict[str, Any]] = Field(min_length=1)
+
+
+class RowError(BaseModel):
+    item: int = Field(description="Position of the row in the request (0 = first).")
+    field: str | None = Field(description="The column at fault; null for a whole-row problem.")
+    reason: str
+
+
+class MomentDecision(BaseModel):
+    row_id: str
+    customer_id: str
+    reason: str = Field(description="detractor, low_csat, high_effort, complaint, ...")
+    outcome: str = Field(
+        description="opened, added (to the open case), held_out (control group), not_qualified, "
+        "cooldown, over_capacity, excluded, not_scored"
+    )
+    case_id: int | None
+
+
+class Rescored(BaseModel):
+    customer_id: str
+    score: Score
+
+
+class IngestResponse(BaseModel):
+    table: str
+    received: int
+    stored: int = Field(description="Rows committed to the inbox by this request.")
+    duplicates: int = Field(description="Rows the inbox already held (a retried batch).")
+    rejected: list[RowError]
+    row_ids: list[str | None] = Field(
+        description="Each row's id (its event_id, or a hash of its content); null if rejected."
+    )
+    rescored: list[Rescored]
+    moments: list[MomentDecision]
+
+
+class CaseChange(BaseModel):
+    id: int
+    case_id: int
+    at: str
+    actor: str
+    from_status: str | None
+    to_status: str
+    note: str | None
+    detail: dict[str, Any] | None
+
+
+class Case(BaseModel):
+    id: int
+    kind: str
+    customer_id: str
+    segment: str | None
+    reason: str
+    reason_text: str
+    trigger: list[dict[str, Any]]
+    priority: str
+    owner: str
+    status: str
+    opened_at: str
+    due_at: str
+    updated_at: str
+    first_response_at: str | None
+    closed_at: str | None
+    resolution: str | None
+    note: str | None
+    version: int
+    moments: int
+    escalations: int
+    churn_probability: float | None
+    clv: float | None
+    value_at_risk: float | None
+    tier: str | None
+    churn_model_version: str | None
+    clv_model_version: str | None
+    history: list[CaseChange] | None = None
+
+
+class CaseList(BaseModel):
+    matching: int
+    cases: list[Case]
+
+
+class TransitionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    to: StrictStr = Field(description="in_progress, resolved, unreachable, declined or expired")
+    actor: StrictStr = Field(min_length=1, description="Who makes the change.")
+    version: StrictInt | None = Field(
+        default=None, description="The version read; a stale one is refused with 409."
+    )
+    resolution: StrictStr | None = Field(
+        default=None, description="Required to close: one of loop.resolution_codes."
+    )
+    note: StrictStr | None = None
+    owner: StrictStr | None = Field(default=None, description="Reassign the case to this owner.")

@@ -8,8 +8,11 @@ resolves the API keys and runs `bentoml serve serving.http.service:RetainService
     RETAIN_CONFIG         YAML merged over configs/default.yaml (service limits, tiers); optional
     RETAIN_API_KEYS       accepted API keys, comma-separated; required
 
-Routes: `POST /score`, `POST /at_risk` (key required, JSON bodies, see `serving.http.payloads`), and
-BentoML's `/healthz`, `/livez`, `/readyz` (no key). The models load once, when the worker
+Routes: `POST /score`, `POST /at_risk`, `POST /events`, `POST /feedback`, `GET /cases/`,
+`GET /cases/{id}`, `POST /cases/{id}/transition` (key required, JSON bodies, see
+`serving.http.payloads`), and BentoML's `/healthz`, `/livez`, `/readyz` (no key). The loop's
+routes need `RETAIN_DATA_DIR` to hold the contract tables; the store is RETAIN_STORE_URL,
+`store.url`, or `<data>/store/retain.db`. The models load once, when the worker
 starts; without a champion, or without a key, the worker refuses to start and says why.
 """
 
@@ -18,10 +21,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any
+from typing import Annotated, Any
 
 import anyio
 import bentoml
+from fastapi import FastAPI, Query
+from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from serving.http.core import ServiceCore
 from serving.http.environment import environment, refuse_to_start
@@ -30,9 +36,14 @@ from serving.http.loaded import LatestList
 from serving.http.payloads import (
     AtRiskRequest,
     AtRiskResponse,
+    Case,
+    CaseList,
+    IngestRequest,
+    IngestResponse,
     Refused,
     ScoreRequest,
     ScoreResponse,
+    TransitionRequest,
 )
 
 logger = logging.getLogger("retain.service")
@@ -56,10 +67,30 @@ async def _answer(inline: bool, call, **kwargs):
         return JSONResponse({"error": exc.message}, status_code=exc.status)
 
 
+def utc_now():
+    """The wall clock: when a row was received and a case opened or changed (read here only)."""
+    import pandas as pd
+
+    return pd.Timestamp.now(tz="UTC")
+
+
+# The case routes (GET needs a plain ASGI app; BentoML's own routes are POST). Its handlers are
+# methods of the service below, so they reach the same loaded state.
+cases_api = FastAPI(title="Retain cases", docs_url=None, redoc_url=None)
+
+
+async def _refused(_request: Request, exc: Refused) -> JSONResponse:
+    return JSONResponse({"error": exc.message}, status_code=exc.status)
+
+
+cases_api.add_exception_handler(Refused, _refused)
+
+
 # Prometheus metrics and access logs cost about 0.3 ms each on a request of about 2 ms (two
 # shared cores), so they are off; turn them on without a code change with
 # BENTOML_CONFIG_OPTIONS="services.retain.metrics.enabled=true
 # services.retain.logging.access.enabled=true".
+@bentoml.asgi_app(cases_api, path="/cases")
 @bentoml.service(
     name="retain",
     workers=1,
@@ -86,13 +117,124 @@ class RetainService:
             raise
         store = ScoreStore(env.data_dir) if env.data_dir is not None else None
         scored = LatestList(store, champions)
-        self.core = ServiceCore(champions, env.settings, scored)
+        self.loop = self._start_loop(env, champions)
+        self.core = ServiceCore(
+            champions,
+            env.settings,
+            scored,
+            realtime=self.loop.realtime_score if self.loop is not None else None,
+        )
         try:
             snap = scored.get()
             logger.info("scored list of %s: %d customers", snap.as_of, len(snap.ids))
         except Refused as exc:
             logger.warning("customer ids and /at_risk are unavailable: %s", exc.message)
         logger.info("serving churn v%s and clv v%s", champions.churn_version, champions.clv_version)
+
+    @staticmethod
+    def _start_loop(env, champions):
+        """The loop (ingestion, cases) when the data folder holds the contract tables: the
+        history read as the batch commands read it, then the rows a crash left unhandled."""
+        from features.contract import ContractError
+        from features.inbox import read_inbox, with_inbox
+        from features.sources import read_source
+        from features.validate import validate
+        from serving.http.loop import LoopCore
+        from serving.loop.handoff import drop_dir
+        from serving.loop.history import History
+        from store import Store, StoreError, redact
+
+        if env.data_dir is None:
+            logger.warning("no data folder: POST /events, /feedback and /cases are unavailable")
+            return None
+        try:
+            raw = read_source(env.data_dir)
+            store = Store(env.store_url)
+            raw, _ = with_inbox(raw, read_inbox(store))
+            tables = validate(raw).tables
+        except (ContractError, StoreError) as exc:
+            logger.warning("ingestion and cases are unavailable: %s", exc)
+            return None
+        loop = LoopCore(
+            champions,
+            env.settings,
+            store,
+            History(tables),
+            clock=utc_now,
+            webhook_url=env.cases_webhook_url,
+            drop_dir=drop_dir(env.settings, env.data_dir),
+        )
+        handled = loop.step()
+        logger.info(
+            "loop: store %s; %d customers in the history; %d rows left unhandled before "
+            "were handled now",
+            redact(env.store_url),
+            len(tables.customers),
+            handled.rows,
+        )
+        loop.sender.wake()  # hand-offs a crash left pending
+        return loop
+
+    def _loop(self):
+        if self.loop is None:
+            raise Refused(
+                503,
+                "ingestion and cases need a data folder with the contract tables: start the "
+                "service with `retain serve --data DIR` on the folder `retain score` reads",
+            )
+        return self.loop
+
+    async def _ingest(self, table: str, rows: list[dict[str, Any]]):
+        try:
+            loop = self._loop()
+        except Refused as exc:
+            return JSONResponse({"error": exc.message}, status_code=exc.status)
+        return await _answer(False, loop.ingest, table=table, rows=rows)
+
+    @bentoml.api(route="/events", input_spec=IngestRequest)
+    async def events(self, rows: list[dict[str, Any]]) -> IngestResponse:
+        """Ingest journey events: each row checked by the data contract, the accepted ones
+        committed to the inbox before the answer, their customers rescored at once, and a
+        recovery case opened for each qualifying negative moment."""
+        return await self._ingest("events", rows)
+
+    @bentoml.api(route="/feedback", input_spec=IngestRequest)
+    async def feedback(self, rows: list[dict[str, Any]]) -> IngestResponse:
+        """Ingest survey answers (NPS, CSAT, CES) like /events: a detractor answer opens a
+        recovery case for a qualifying customer at once."""
+        return await self._ingest("feedback", rows)
+
+    @cases_api.get("/", response_model=CaseList)
+    def list_cases(
+        self,
+        status: Annotated[list[str] | None, Query()] = None,
+        owner: str | None = None,
+        priority: Annotated[list[str] | None, Query()] = None,
+        customer_id: str | None = None,
+        overdue: bool = False,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        offset: Annotated[int, Query(ge=0)] = 0,
+    ) -> CaseList:
+        """Cases as a work queue (overdue first, then priority, then due time), one page."""
+        return self._loop().cases(
+            status=status,
+            owner=owner,
+            priority=priority,
+            customer_id=customer_id,
+            overdue=overdue,
+            limit=limit,
+            offset=offset,
+        )
+
+    @cases_api.get("/{case_id}", response_model=Case)
+    def get_case(self, case_id: int) -> Case:
+        """A case with its trigger and its history."""
+        return self._loop().case(case_id)
+
+    @cases_api.post("/{case_id}/transition", response_model=Case)
+    def transition_case(self, case_id: int, change: TransitionRequest) -> Case:
+        """Move a case (409 for a transition its status does not allow, or a stale version)."""
+        return self._loop().transition(case_id, **change.model_dump())
 
     @bentoml.api(route="/score", input_spec=ScoreRequest)
     async def score(

@@ -50,7 +50,13 @@ class History:
             "events": defaultdict(list),
             "feedback": defaultdict(list),
         }
-        self._seen: dict[str, set[str]] = {"events": set(), "feedback": set()}
+        # Rows already in the tables (the inbox as read at start, or compacted rows) by id.
+        self._seen: dict[str, set[str]] = {
+            name: set(frame["event_id"].dropna().astype(str))
+            if frame is not None and "event_id" in frame.columns
+            else set()
+            for name, frame in (("events", tables.events), ("feedback", tables.feedback))
+        }
         self._lock = threading.Lock()
 
     @property

@@ -36,6 +36,17 @@ class IngestResult:
     rejected: list[dict[str, Any]] = field(default_factory=list)
     accepted_ids: dict[int, str] = field(default_factory=dict)
     new_ids: list[str] = field(default_factory=list)
+    kept: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # checked rows, `item`
+
+    def new_rows(self) -> tuple[pd.DataFrame, list[str]]:
+        """The checked rows this batch stored, and their ids (what a live history appends)."""
+        new = set(self.new_ids)
+        ids = [self.accepted_ids[int(i)] for i in self.kept["item"]] if len(self.kept) else []
+        keep = [k for k, rid in enumerate(ids) if rid in new]
+        # One row per id: the first of a batch that repeated one.
+        seen: set[str] = set()
+        keep = [k for k in keep if not (ids[k] in seen or seen.add(ids[k]))]
+        return self.kept.iloc[keep], [ids[k] for k in keep]
 
     def reconciles(self) -> bool:
         return self.received == self.stored + self.duplicates + len(self.rejected)
@@ -107,6 +118,7 @@ def ingest_rows(
         rejected=rejected,
         accepted_ids={int(i): str(r) for i, r in zip(kept["item"], ids, strict=True)},
         new_ids=stored_ids,
+        kept=kept,
     )
     assert result.reconciles(), "ingestion lost count of a row"
     return result

@@ -1,0 +1,234 @@
+"""Everything the loop's routes do (`LoopCore`): `POST /events` and `/feedback` (rows into the
+inbox, then the loop's step at once: rescoring, moments, cases), the case routes, the real-time
+scores `/score` answers with, and the hand-off thread. Plain Python over `serving.loop`, testable
+without a server; `serving.http.service` adds the routes.
+
+The wall clock is injected (`clock`): the service passes the real one.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import select
+
+from configs import Settings
+from features.contract import ContractError
+from serving.core.champions import Champions
+from serving.http.payloads import (
+    Case,
+    CaseList,
+    IngestResponse,
+    MomentDecision,
+    Refused,
+    Rescored,
+    RowError,
+    Score,
+)
+from serving.loop.cases import CaseBook, CaseError
+from serving.loop.handoff import hand_off
+from serving.loop.history import History
+from serving.loop.ingest import ingest_rows
+from serving.loop.process import Handled, process_pending
+from store import Store, StoreError
+
+logger = logging.getLogger("retain.service")
+RETRY_HANDOFF_S = 30.0
+
+
+def score_of(record: dict[str, Any], segment: str) -> Score:
+    return Score(
+        segment=segment,
+        churn_probability=float(record["churn_probability"]),
+        clv=float(record["clv"]),
+        clv_low=float(record["clv_low"]),
+        clv_high=float(record["clv_high"]),
+        value_at_risk=float(record["value_at_risk"]),
+        tier=record["tier"],
+        reasons=[r for r in (record.get(f"reason_{i}") for i in (1, 2, 3)) if r],
+        churn_model_version=str(record["churn_model_version"]),
+        clv_model_version=str(record["clv_model_version"]),
+        scored_as_of=record["as_of"],
+    )
+
+
+class HandoffThread:
+    """Delivers pending hand-offs in the background: woken after each step that opened or
+    escalated a case, and every RETRY_HANDOFF_S seconds for what a receiver refused before."""
+
+    def __init__(self, run: Callable[[], Any]) -> None:
+        self._run = run
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="retain-handoff", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(RETRY_HANDOFF_S)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self._run()
+            except Exception:  # a receiver or disk problem must not end the thread
+                logger.exception("case hand-off failed; retrying later")
+
+
+class LoopCore:
+    """Ingestion and cases for a service started on a data folder with contract tables."""
+
+    def __init__(
+        self,
+        champions: Champions,
+        settings: Settings,
+        store: Store,
+        history: History,
+        *,
+        clock: Callable[[], pd.Timestamp],
+        webhook_url: str,
+        drop_dir: Path,
+        background: bool = True,
+    ) -> None:
+        self.champions = champions
+        self.settings = settings
+        self.store = store
+        self.history = history
+        self.clock = clock
+        self.book = CaseBook(store, settings.loop)
+        self._step = threading.Lock()
+        self.realtime: dict[str, dict[str, Any]] = self._stored_scores()
+        self._handoff = lambda: hand_off(store, settings, url=webhook_url, folder=drop_dir)
+        self.sender = HandoffThread(self._handoff) if background else None
+
+    def _stored_scores(self) -> dict[str, dict[str, Any]]:
+        """The newest real-time score of each customer, from the store's score history."""
+        h = self.store.t.score_history
+        latest: dict[str, dict[str, Any]] = {}
+        with self.store.engine.connect() as conn:
+            for row in conn.execute(select(h).order_by(h.c.as_of, h.c.id)).mappings():
+                record = dict(row)
+                record["as_of"] = pd.Timestamp(row["as_of"]).tz_localize("UTC").isoformat()
+                latest[row["customer_id"]] = record
+        return latest
+
+    def step(self) -> Handled:
+        """The loop's step over every row not handled yet (also what a restart runs first)."""
+        with self._step:
+            handled = process_pending(
+                self.store, self.history, self.champions, self.settings, now=self.clock()
+            )
+        self.realtime.update(handled.scores)
+        if handled.moments and self.sender is not None:
+            self.sender.wake()
+        return handled
+
+    def deliver(self) -> None:
+        """Hand off pending cases now, in the caller's thread (tests, shutdown)."""
+        self._handoff()
+
+    def ingest(self, table: str, rows: list[dict[str, Any]]) -> IngestResponse:
+        limit = self.settings.service.max_request_items
+        if len(rows) > limit:
+            raise Refused(
+                413,
+                f"{len(rows):,} rows in one request; the limit is {limit:,} "
+                "(service.max_request_items): split the batch",
+            )
+        raw = pd.DataFrame.from_records(rows)
+        try:
+            result = ingest_rows(
+                self.store, table, raw, self.history.known, received_at=self.clock(), source="http"
+            )
+        except ContractError as exc:
+            raise Refused(422, str(exc)) from None
+        except StoreError as exc:
+            raise Refused(503, f"the inbox cannot take rows now: {exc}") from None
+        if result.new_ids:
+            self.history.add(table, *result.new_rows())
+        handled = self.step()
+        mine = set(result.accepted_ids.values())
+        customers = set(result.kept["customer_id"].astype(str)) if len(result.kept) else set()
+        return IngestResponse(
+            table=table,
+            received=result.received,
+            stored=result.stored,
+            duplicates=result.duplicates,
+            rejected=[RowError(**r) for r in result.rejected],
+            row_ids=[result.accepted_ids.get(i) for i in range(result.received)],
+            rescored=[
+                Rescored(customer_id=cid, score=score_of(s, self._segment(cid)))
+                for cid, s in handled.scores.items()
+                if cid in customers
+            ],
+            moments=[
+                MomentDecision(
+                    **{k: m[k] for k in ("row_id", "customer_id", "reason", "outcome", "case_id")}
+                )
+                for m in handled.moments
+                if m["row_id"] in mine
+            ],
+        )
+
+    def _segment(self, customer_id: str) -> str:
+        return self.history.segment_and_region(customer_id)["segment"] or ""
+
+    def realtime_score(self, customer_id: str, newer_than: pd.Timestamp | None) -> Score | None:
+        record = self.realtime.get(customer_id)
+        if record is None:
+            return None
+        if newer_than is not None and pd.Timestamp(record["as_of"]) <= newer_than:
+            return None
+        return score_of(record, self._segment(customer_id))
+
+    # -- cases ---------------------------------------------------------------------------------
+
+    def cases(
+        self,
+        *,
+        status: list[str] | None,
+        owner: str | None,
+        priority: list[str] | None,
+        customer_id: str | None,
+        overdue: bool,
+        limit: int,
+        offset: int,
+    ) -> CaseList:
+        try:
+            total, rows = self.book.list(
+                status=status or (),
+                owner=owner,
+                priority=priority or (),
+                customer_id=customer_id,
+                overdue=overdue,
+                now=self.clock(),
+                limit=limit,
+                offset=offset,
+            )
+        except CaseError as exc:
+            raise Refused(exc.status, str(exc)) from None
+        return CaseList(matching=total, cases=[Case(**r) for r in rows])
+
+    def case(self, case_id: int) -> Case:
+        try:
+            return Case(**self.book.get(case_id))
+        except CaseError as exc:
+            raise Refused(exc.status, str(exc)) from None
+
+    def transition(self, case_id: int, **change: Any) -> Case:
+        try:
+            return Case(**self.book.transition(case_id, now=self.clock(), **change))
+        except CaseError as exc:
+            raise Refused(exc.status, str(exc)) from None
