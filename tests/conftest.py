@@ -1,7 +1,8 @@
 """Test tiers: every test gets one marker, so `pytest -m unit` (`make test-fast`) runs the quick
 tier alone. `data` tests are marked where they are written; the rest by where they live and
 what they need: a real `bentoml serve` is `service`, a CLI run or a trained synthetic world
-(an MLflow store with champions) is `integration`, everything else `unit`."""
+(an MLflow store with champions) is `integration`, everything else `unit`. A module may mark
+itself `service` (pytestmark) when it starts its own server."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ TRAINED = {"trained_world", "champions", "world", "env", "store", "champion_stor
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
-        if item.get_closest_marker("data"):
+        if item.get_closest_marker("data") or item.get_closest_marker("service"):
             continue
         path = str(item.path)
         if "/tests/integration/" in path:

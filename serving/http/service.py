@@ -136,22 +136,17 @@ class RetainService:
         """The loop (ingestion, cases) when the data folder holds the contract tables: the
         history read as the batch commands read it, then the rows a crash left unhandled."""
         from features.contract import ContractError
-        from features.inbox import read_inbox, with_inbox
-        from features.sources import read_source
-        from features.validate import validate
         from serving.http.loop import LoopCore
         from serving.loop.handoff import drop_dir
-        from serving.loop.history import History
+        from serving.loop.history import read_history
         from store import Store, StoreError, redact
 
         if env.data_dir is None:
             logger.warning("no data folder: POST /events, /feedback and /cases are unavailable")
             return None
         try:
-            raw = read_source(env.data_dir)
             store = Store(env.store_url)
-            raw, _ = with_inbox(raw, read_inbox(store))
-            tables = validate(raw).tables
+            history = read_history(env.data_dir, store)
         except (ContractError, StoreError) as exc:
             logger.warning("ingestion and cases are unavailable: %s", exc)
             return None
@@ -159,7 +154,7 @@ class RetainService:
             champions,
             env.settings,
             store,
-            History(tables),
+            history,
             clock=utc_now,
             webhook_url=env.cases_webhook_url,
             drop_dir=drop_dir(env.settings, env.data_dir),
@@ -169,7 +164,7 @@ class RetainService:
             "loop: store %s; %d customers in the history; %d rows left unhandled before "
             "were handled now",
             redact(env.store_url),
-            len(tables.customers),
+            len(history.known),
             handled.rows,
         )
         loop.sender.wake()  # hand-offs a crash left pending

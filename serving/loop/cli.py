@@ -106,12 +106,12 @@ def ingest(
     import pandas as pd
 
     known = pd.Index(known.astype(str))
-    totals = {"received": 0, "stored": 0, "duplicates": 0, "rejected": 0}
     with Store(url) as db:
         for path in files:
             name = _table_of(path, table)
             rows = _read_rows(path)
             progress(f"{path}: {len(rows):,} rows for {name}")
+            totals = {"received": 0, "stored": 0, "duplicates": 0, "rejected": 0}
             for start in range(0, max(len(rows), 1), CHUNK_ROWS):
                 chunk = rows.iloc[start : start + CHUNK_ROWS]
                 result = ingest_rows(
@@ -125,11 +125,11 @@ def ingest(
                         f"  rejected {path.name} row {start + r['item'] + 1}: {r['reason']}",
                         err=True,
                     )
-        typer.echo(
-            f"ingested: {totals['received']:,} rows, {totals['stored']:,} stored, "
-            f"{totals['duplicates']:,} already in the inbox, {totals['rejected']:,} rejected "
-            "(kept in the quarantine with their reason)"
-        )
+            typer.echo(
+                f"{path.name} -> {name}: {totals['received']:,} rows, {totals['stored']:,} "
+                f"stored, {totals['duplicates']:,} already in the inbox, {totals['rejected']:,} "
+                "rejected (kept in the quarantine with their reason)"
+            )
         _run_loop(db, data, settings, progress)
 
 

@@ -131,3 +131,14 @@ def _subset(
         frame["survey"] = pd.Categorical(frame["survey"].astype(object), categories=tuple(SURVEYS))
         frame["score"] = frame["score"].astype("float64")
     return frame
+
+
+def read_history(source, store) -> History:
+    """The history as a starting service holds it: the source's tables plus the store's inbox
+    (rows a crash left unhandled included), validated as every batch command validates them."""
+    from features.inbox import read_inbox, with_inbox
+    from features.sources import read_source
+    from features.validate import validate
+
+    raw, _ = with_inbox(read_source(source), read_inbox(store))
+    return History(validate(raw).tables)

@@ -1,5 +1,5 @@
 """Shared fixtures for the serving tests: a small synthetic world on disk with `champion` churn
-and CLV models trained on it in a temporary MLflow store.
+and CLV models trained on it in a temporary MLflow store, and a local webhook `Receiver`.
 
 `trained_world` (session scoped) yields `TrainedWorld(data_dir, tracking_uri, settings)`, a named
 tuple, so `data_dir, uri, settings = trained_world` works. Treat it as read-only: copy
@@ -17,7 +17,13 @@ times slower on a busy machine for frames this small.
 
 from __future__ import annotations
 
+import json
+import socket
+import threading
+import time
+from collections import Counter
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
 
@@ -136,3 +142,77 @@ def world_features(world_tables, trained_world, champions, score_as_of) -> pd.Da
     from serving.core.ranking import population_features
 
     return population_features(world_tables, score_as_of, champions, trained_world.settings)
+
+
+class Receiver:
+    """A webhook receiver on a free local port. `plan(n, key)` decides what request number `n`
+    gets: "ok", "500", "503", "404", "drop" (close without answering) or "lost" (process it, then
+    drop the connection so the sender never hears). It deduplicates by Idempotency-Key, like a
+    well-behaved receiver, and records every post."""
+
+    def __init__(self, plan=lambda n, key: "ok", delay: float = 0.0) -> None:
+        self.plan, self.delay = plan, delay
+        self.posts: list[str] = []  # Idempotency-Key of every request, in arrival order
+        self.accepted: dict[str, dict] = {}  # key -> body, first time it was processed
+        self.mismatched: list[str] = []
+        self.lock = threading.Lock()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                key = self.headers.get("Idempotency-Key", "")
+                with receiver.lock:
+                    action = receiver.plan(len(receiver.posts), key)
+                    receiver.posts.append(key)
+                    if body.get("idempotency_key") != key:
+                        receiver.mismatched.append(key)
+                if receiver.delay:
+                    time.sleep(receiver.delay)
+                if action in ("ok", "lost"):
+                    with receiver.lock:
+                        receiver.accepted.setdefault(key, body)
+                if action in ("drop", "lost"):
+                    self.close_connection = True
+                    self.request.shutdown(socket.SHUT_RDWR)
+                    return
+                code = 200 if action == "ok" else int(action)
+                reply = b'{"ok": true}' if code == 200 else b'{"error": "try later"}'
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a sender killed mid-request leaves a broken pipe; that is the point
+
+        self.server = Server(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/outreach"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+    def reposted(self) -> list[str]:
+        return [key for key, n in Counter(self.posts).items() if n > 1]
+
+
+@pytest.fixture(name="Receiver")
+def receiver_class():
+    """The `Receiver` class (a local webhook receiver); use as `with Receiver(plan) as r:`."""
+    return Receiver

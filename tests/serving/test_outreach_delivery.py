@@ -4,14 +4,10 @@ pending for the next run, and a dispatcher killed mid-flight finishing on the ne
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
-import threading
 import time
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -49,74 +45,6 @@ def scored(n: int = 400, seed: int = 0) -> pd.DataFrame:
     return frame.assign(value_at_risk=frame["churn_probability"] * frame["clv"])
 
 
-class Receiver:
-    """A webhook receiver on a free local port. `plan(n, key)` decides what request number `n`
-    gets: "ok", "500", "503", "404", "drop" (close without answering) or "lost" (process it, then
-    drop the connection so the sender never hears). It deduplicates by Idempotency-Key, like a
-    well-behaved receiver, and records every post."""
-
-    def __init__(self, plan=lambda n, key: "ok", delay: float = 0.0) -> None:
-        self.plan, self.delay = plan, delay
-        self.posts: list[str] = []  # Idempotency-Key of every request, in arrival order
-        self.accepted: dict[str, dict] = {}  # key -> body, first time it was processed
-        self.mismatched: list[str] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            disable_nagle_algorithm = True
-
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                key = self.headers.get("Idempotency-Key", "")
-                with receiver.lock:
-                    action = receiver.plan(len(receiver.posts), key)
-                    receiver.posts.append(key)
-                    if body.get("idempotency_key") != key:
-                        receiver.mismatched.append(key)
-                if receiver.delay:
-                    time.sleep(receiver.delay)
-                if action in ("ok", "lost"):
-                    with receiver.lock:
-                        receiver.accepted.setdefault(key, body)
-                if action in ("drop", "lost"):
-                    self.close_connection = True
-                    self.request.shutdown(socket.SHUT_RDWR)
-                    return
-                code = 200 if action == "ok" else int(action)
-                reply = b'{"ok": true}' if code == 200 else b'{"error": "try later"}'
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def handle_error(self, request, client_address):
-                pass  # a sender killed mid-request leaves a broken pipe; that is the point
-
-        self.server = Server(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hooks/outreach"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.server.server_close()
-
-    def reposted(self) -> list[str]:
-        return [key for key, n in Counter(self.posts).items() if n > 1]
-
-
 def flaky(n: int, key: str) -> str:
     """Fails the first attempts, then now and then: 5xx, dropped and lost responses."""
     if n < 4:
@@ -134,7 +62,7 @@ def groups(history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     return history[history["group"] == CONTACT], history[history["group"] == CONTROL]
 
 
-def test_flaky_receiver_gets_every_contact_exactly_once_and_no_control(tmp_path):
+def test_flaky_receiver_gets_every_contact_exactly_once_and_no_control(tmp_path, Receiver):
     delays: list[float] = []
     cfg = settings(capacity_per_run=60, control_share=0.2)
     with Receiver(flaky) as receiver:
@@ -172,7 +100,7 @@ def test_flaky_receiver_gets_every_contact_exactly_once_and_no_control(tmp_path)
         assert not again.new_run and len(receiver.posts) == posts_before
 
 
-def test_failed_deliveries_stay_pending_and_go_out_on_the_next_run(tmp_path):
+def test_failed_deliveries_stay_pending_and_go_out_on_the_next_run(tmp_path, Receiver):
     cfg = settings(capacity_per_run=20, control_share=0.1, max_attempts_per_run=3)
     outbox = f"sqlite:///{tmp_path / 'outreach' / 'outbox.db'}"
     with Receiver(lambda n, key: "503") as down:
@@ -200,7 +128,7 @@ def test_failed_deliveries_stay_pending_and_go_out_on_the_next_run(tmp_path):
         assert (contacts["status"] == "sent").all()
 
 
-def test_rejected_contacts_fail_with_the_reason_and_are_requeued_on_request(tmp_path):
+def test_rejected_contacts_fail_with_the_reason_and_are_requeued_on_request(tmp_path, Receiver):
     cfg = settings(capacity_per_run=10, control_share=0.0)
     outbox = f"sqlite:///{tmp_path / 'outreach' / 'outbox.db'}"
     with Receiver(lambda n, key: "404") as wrong:
@@ -234,7 +162,9 @@ KILLABLE = textwrap.dedent(
 )
 
 
-def test_dispatcher_killed_mid_flight_delivers_the_rest_next_run_without_duplicates(tmp_path):
+def test_dispatcher_killed_mid_flight_delivers_the_rest_next_run_without_duplicates(
+    tmp_path, Receiver
+):
     outreach = {**FAST_RETRIES, "capacity_per_run": 40, "control_share": 0.15}
     cfg = settings_from_dict({"outreach": outreach})
     scored().to_parquet(tmp_path / "scored.parquet")
@@ -284,7 +214,7 @@ def test_dispatcher_killed_mid_flight_delivers_the_rest_next_run_without_duplica
         assert len(receiver.posts) == len(contacts) + len(in_flight)
 
 
-def test_one_contact_the_receiver_keeps_failing_does_not_hold_up_the_rest(tmp_path):
+def test_one_contact_the_receiver_keeps_failing_does_not_hold_up_the_rest(tmp_path, Receiver):
     cfg = settings(capacity_per_run=15, control_share=0.0, max_attempts_per_run=2)
     poison: list[str] = []
 
