@@ -9,6 +9,8 @@ The wall clock is injected (`clock`): the service passes the real one.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -101,6 +103,7 @@ class LoopCore:
         webhook_url: str,
         drop_dir: Path,
         background: bool = True,
+        crash_after_commit: bool = False,
     ) -> None:
         self.champions = champions
         self.settings = settings
@@ -108,6 +111,8 @@ class LoopCore:
         self.history = history
         self.clock = clock
         self.book = CaseBook(store, settings.loop)
+        # A test hook: die (SIGKILL) right after committing new rows, before the loop's step.
+        self.crash_after_commit = crash_after_commit
         self._step = threading.Lock()
         self.realtime: dict[str, dict[str, Any]] = self._stored_scores()
         self._handoff = lambda: hand_off(store, settings, url=webhook_url, folder=drop_dir)
@@ -156,6 +161,8 @@ class LoopCore:
             raise Refused(422, str(exc)) from None
         except StoreError as exc:
             raise Refused(503, f"the inbox cannot take rows now: {exc}") from None
+        if result.new_ids and self.crash_after_commit:
+            os.kill(os.getpid(), signal.SIGKILL)
         if result.new_ids:
             self.history.add(table, *result.new_rows())
         handled = self.step()

@@ -53,6 +53,9 @@ logger = logging.getLogger("retain.service")
 # thread costs more than it saves. Larger ones, and any that must first load a new snapshot, run
 # in a worker thread so the loop keeps answering probes and small requests meanwhile.
 INLINE_ITEMS = 16
+# The kill -9 test sets this to `after_commit`: the worker dies between committing a batch to the
+# inbox and the loop's step, and its restart must open each case exactly once.
+CRASH_ENV = "RETAIN_TEST_CRASH_AT"
 
 
 async def _answer(inline: bool, call, **kwargs):
@@ -158,6 +161,7 @@ class RetainService:
             clock=utc_now,
             webhook_url=env.cases_webhook_url,
             drop_dir=drop_dir(env.settings, env.data_dir),
+            crash_after_commit=os.environ.get(CRASH_ENV) == "after_commit",
         )
         handled = loop.step()
         logger.info(

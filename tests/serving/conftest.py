@@ -18,15 +18,22 @@ times slower on a busy machine for frames this small.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import NamedTuple
 
+import httpx
 import pandas as pd
 import pytest
 
@@ -212,7 +219,103 @@ class Receiver:
         return [key for key, n in Counter(self.posts).items() if n > 1]
 
 
-@pytest.fixture(name="Receiver")
+@pytest.fixture(name="Receiver", scope="session")
 def receiver_class():
     """The `Receiver` class (a local webhook receiver); use as `with Receiver(plan) as r:`."""
     return Receiver
+
+
+# -- a real `retain serve` -----------------------------------------------------------------------
+
+START_TIMEOUT_S = 180
+
+
+def save_snapshot(root, as_of, scores, features):
+    """A ranked list and its features stored as the latest scored list under `root`."""
+    from features.contract import to_utc
+    from serving.core.ranking import ScoredList
+    from serving.score_store import ScoreStore
+
+    return ScoreStore(root).save(ScoredList(to_utc(as_of), scores, features))
+
+
+class Server(NamedTuple):
+    url: str
+    log: Path
+    ranked: pd.DataFrame | None = None  # the snapshot's ranked list (batch scoring)
+    features: pd.DataFrame | None = None  # the snapshot's features
+
+    def tail(self, lines: int = 60) -> str:
+        text = self.log.read_text(errors="replace").splitlines()
+        return "\n".join(text[-lines:])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def running_service(
+    tmp: Path, data: Path, config: Path, tracking_uri: str, keys, env: dict | None = None
+) -> Iterator[Server]:
+    """`retain serve` on a free port over `data`, until the block ends (its log in tmp)."""
+    port = free_port()
+    log = tmp / f"server-{port}.log"
+    environ = os.environ | {
+        "MLFLOW_TRACKING_URI": tracking_uri,
+        "RETAIN_API_KEYS": ",".join(keys),
+        "BENTOML_HOME": str(tmp / "bentoml"),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "OMP_NUM_THREADS": "1",
+        **(env or {}),
+    }
+    retain = str(Path(sys.executable).with_name("retain"))
+    args = [retain, "serve", "--port", str(port), "--data", str(data), "--config", str(config)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            args, env=environ, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    srv = Server(f"http://127.0.0.1:{port}", log)
+    try:
+        wait_ready(proc, srv)
+        yield srv
+    finally:
+        _stop(proc)
+
+
+def wait_ready(proc: subprocess.Popen, srv: Server) -> None:
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the service exited with status {proc.returncode}:\n{srv.tail()}")
+        try:
+            if httpx.get(f"{srv.url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.5)
+    pytest.fail(f"the service was not ready within {START_TIMEOUT_S} s:\n{srv.tail()}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(name="running_service", scope="session")
+def running_service_fixture():
+    """`running_service(tmp, data, config, tracking_uri, keys, env)`: a context manager."""
+    return running_service
+
+
+@pytest.fixture(name="save_snapshot", scope="session")
+def save_snapshot_fixture():
+    return save_snapshot

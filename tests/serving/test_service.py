@@ -15,16 +15,8 @@ does not come up and in the message of any 5xx.
 from __future__ import annotations
 
 import math
-import os
 import shutil
-import signal
-import socket
 import stat
-import subprocess
-import sys
-import time
-from pathlib import Path
-from typing import NamedTuple
 
 import httpx
 import numpy as np
@@ -32,9 +24,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from features.contract import to_utc
 from serving.core.columns import REASON_COLUMNS
-from serving.core.ranking import ScoredList, rank_features
+from serving.core.ranking import rank_features
 from serving.core.scoring import score_frame
 from serving.http.keys import resolve_api_key
 from serving.score_store import ScoreStore
@@ -50,38 +41,19 @@ service:
   max_request_bytes: {MAX_BYTES}
   at_risk_default_n: 25
 """
-START_TIMEOUT_S = 180
 NUMBERS = ("churn_probability", "clv", "clv_low", "clv_high", "value_at_risk")
 
 
-def save_snapshot(root, as_of, scores, features):
-    """A ranked list and its features stored as the latest scored list under `root`."""
-    return ScoreStore(root).save(ScoredList(to_utc(as_of), scores, features))
-
-
-class Server(NamedTuple):
-    url: str
-    log: Path
-    ranked: pd.DataFrame  # the snapshot's ranked list (batch scoring)
-    features: pd.DataFrame  # the snapshot's features
-
-    def tail(self, lines: int = 60) -> str:
-        text = self.log.read_text(errors="replace").splitlines()
-        return "\n".join(text[-lines:])
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _retain() -> str:
-    return str(Path(sys.executable).with_name("retain"))
-
-
 @pytest.fixture(scope="module")
-def server(tmp_path_factory, trained_world, champions, world_features, score_as_of):
+def server(
+    tmp_path_factory,
+    trained_world,
+    champions,
+    world_features,
+    score_as_of,
+    running_service,
+    save_snapshot,
+):
     tmp = tmp_path_factory.mktemp("service")
     data = tmp / "data"
     shutil.copytree(trained_world.data_dir, data)
@@ -89,52 +61,8 @@ def server(tmp_path_factory, trained_world, champions, world_features, score_as_
     save_snapshot(data, score_as_of, ranked, world_features)
     config = tmp / "service.yaml"
     config.write_text(SERVICE_CONFIG)
-    port = _free_port()
-    log = tmp / "server.log"
-    env = os.environ | {
-        "MLFLOW_TRACKING_URI": trained_world.tracking_uri,
-        "RETAIN_API_KEYS": ",".join(KEYS),
-        "BENTOML_HOME": str(tmp / "bentoml"),
-        "BENTOML_DO_NOT_TRACK": "True",
-        "OMP_NUM_THREADS": "1",
-    }
-    args = [_retain(), "serve", "--port", str(port), "--data", str(data), "--config", str(config)]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            args, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
-        )
-    url = f"http://127.0.0.1:{port}"
-    srv = Server(url, log, ranked, world_features)
-    try:
-        _wait_ready(proc, srv)
-        yield srv
-    finally:
-        _stop(proc)
-
-
-def _wait_ready(proc: subprocess.Popen, srv: Server) -> None:
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"the service exited with status {proc.returncode}:\n{srv.tail()}")
-        try:
-            if httpx.get(f"{srv.url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.5)
-    pytest.fail(f"the service was not ready within {START_TIMEOUT_S} s:\n{srv.tail()}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with running_service(tmp, data, config, trained_world.tracking_uri, KEYS) as srv:
+        yield srv._replace(ranked=ranked, features=world_features)
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +73,7 @@ def client(server):
         yield c
 
 
-def _post(client: httpx.Client, server: Server, path: str, **kwargs) -> httpx.Response:
+def _post(client: httpx.Client, server, path: str, **kwargs) -> httpx.Response:
     response = client.post(path, **kwargs)
     assert response.status_code < 500, f"{response.status_code} {response.text}\n{server.tail()}"
     return response
@@ -252,7 +180,9 @@ def test_without_a_snapshot_ids_and_at_risk_say_to_run_retain_score(champions, t
     assert core.score(records=[]).results == []
 
 
-def test_a_new_snapshot_is_picked_up_when_latest_moves(tmp_path, server, champions, trained_world):
+def test_a_new_snapshot_is_picked_up_when_latest_moves(
+    tmp_path, server, champions, trained_world, save_snapshot
+):
     from serving.http.core import ServiceCore
     from serving.http.loaded import LatestList
 
