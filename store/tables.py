@@ -12,6 +12,8 @@ every reader and writer names the same columns.
   `version` counts changes, for optimistic updates.
 - `case_history`: append-only, one row per transition (who, when, from, to, note).
 - `case_handoffs`: the cases' outbox for webhook and file drop (idempotency key per hand-off).
+- `case_links`: each outreach contact (by its outbox idempotency key) and the retention case it
+  opened or joined, so a run recorded again opens nothing twice.
 - `score_history`: every real-time rescoring (scores, reasons, model versions).
 """
 
@@ -45,6 +47,7 @@ class Tables:
     cases: Table
     case_history: Table
     case_handoffs: Table
+    case_links: Table
     score_history: Table
 
     def inbox(self, name: str) -> Table:
@@ -184,6 +187,12 @@ def define(metadata: MetaData) -> Tables:
         Column("filed_at", DateTime),  # when the file drop wrote it
         Index("ix_case_handoffs_status", "status"),
     )
+    case_links = Table(
+        "case_links",
+        metadata,
+        Column("source_key", String(64), primary_key=True),
+        Column("case_id", Integer, ForeignKey("cases.id"), nullable=False),
+    )
     score_history = Table(
         "score_history",
         metadata,
@@ -213,5 +222,6 @@ def define(metadata: MetaData) -> Tables:
         cases,
         case_history,
         case_handoffs,
+        case_links,
         score_history,
     )

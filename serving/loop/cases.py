@@ -224,6 +224,61 @@ def case_json(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def open_retention_cases(
+    store: Store, contacts: pd.DataFrame, loop: LoopSettings, now: datetime
+) -> dict[str, int]:
+    """Each contact of an outreach run (outbox rows of group `contact`) as a `retention` case in
+    the same queue, with the same lifecycle, owner, SLA and hand-off: one per contact, ever (a
+    run recorded again opens nothing twice), joined to the customer's open retention case of
+    the same campaign when there is one."""
+    counts = {"opened": 0, "added": 0, "already": 0}
+    links = store.t.case_links
+    now = naive_utc(now)
+    with store.engine.begin() as conn:
+        for row in contacts.itertuples(index=False):
+            key = str(row.idempotency_key)
+            if conn.execute(select(links.c.case_id).where(links.c.source_key == key)).first():
+                counts["already"] += 1
+                continue
+            scores = {
+                k: None if pd.isna(getattr(row, k, None)) else getattr(row, k)
+                for k in (
+                    "churn_probability",
+                    "clv",
+                    "value_at_risk",
+                    "tier",
+                    "churn_model_version",
+                    "clv_model_version",
+                )
+            }
+            reasons = [
+                r
+                for r in (getattr(row, f"reason_{i}", None) for i in (1, 2, 3))
+                if isinstance(r, str) and r
+            ]
+            text = (
+                f"Selected by outreach run {row.run_id} (rank {int(row.rank)}): churn risk "
+                f"{float(row.churn_probability):.0%}, CLV {float(row.clv):,.0f}, value at risk "
+                f"{float(row.value_at_risk):,.2f}."
+                + (" Drivers: " + "; ".join(reasons) + "." if reasons else "")
+            )
+            segment = None if pd.isna(row.segment) else str(row.segment)
+            opening = Opening(
+                kind=RETENTION,
+                customer_id=str(row.customer_id),
+                segment=segment,
+                attributes={"segment": segment, "region": None},
+                reason=str(row.campaign),
+                reason_text=text,
+                trigger={"outreach_run": row.run_id, "idempotency_key": key, "rank": int(row.rank)},
+                scores=scores,
+            )
+            case_id, how = open_or_add(conn, store, opening, now, loop)
+            conn.execute(insert(links).values(source_key=key, case_id=case_id))
+            counts[how] += 1
+    return counts
+
+
 class CaseBook:
     """Reads and changes cases in a store (the API's and `retain cases`' use cases)."""
 

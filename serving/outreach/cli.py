@@ -19,10 +19,13 @@ from edge import (
     read_tables,
     registry,
     settings_from,
+    store_url,
+    utc_now,
 )
 from features.contract import ContractError
 from serving.core.champions import NoChampionError
 from serving.outreach.policy import WEBHOOK_URL_ENV, OutreachError
+from store import StoreError
 
 app = typer.Typer()
 
@@ -51,7 +54,7 @@ def _score(data: str, as_of, settings, progress: Progress):
 
 
 @app.command()
-@handle_errors(ContractError, ValueError)
+@handle_errors(ContractError, ValueError, StoreError)
 def run(
     data: DataOption,
     as_of: Annotated[
@@ -73,7 +76,10 @@ def run(
 
     Selected customers (with a held-out control group that is never contacted) are recorded in
     the outbox, then delivered by webhook if one is configured, else as a CSV file drop."""
+    from serving.loop.handoff import drop_dir, hand_off
+    from serving.loop.handoff import webhook_url as cases_webhook_url
     from serving.outreach.run import run_outreach
+    from store import Store
 
     settings = settings_from(config)
     cutoff = parse_cutoff(as_of)
@@ -81,18 +87,28 @@ def run(
     scored, explain = _score(data, cutoff, settings, progress)
     progress(f"scored {len(scored):,} customers; applying the outreach policy")
     webhook_url = os.environ.get(WEBHOOK_URL_ENV) or settings.outreach.webhook_url
-    report = run_outreach(
-        scored,
-        cutoff,
-        settings,
-        data_dir=data,
-        outbox_url=outbox_url,
-        webhook_url=webhook_url,
-        dry_run=dry_run,
-        retry_failed=retry_failed,
-        explain=explain,
-        progress=progress,
-    )
+    with Store(store_url(settings, data)) as cases:
+        report = run_outreach(
+            scored,
+            cutoff,
+            settings,
+            data_dir=data,
+            outbox_url=outbox_url,
+            webhook_url=webhook_url,
+            dry_run=dry_run,
+            retry_failed=retry_failed,
+            explain=explain,
+            progress=progress,
+            cases=None if dry_run else cases,
+            now=utc_now(),
+        )
+        if not dry_run:
+            hand_off(
+                cases,
+                settings,
+                url=cases_webhook_url(settings, dict(os.environ)),
+                folder=drop_dir(settings, data),
+            )
     typer.echo(report.summary())
     if dry_run and len(report.selection):
         columns = ["rank", "customer_id", "group", "churn_probability", "clv", "value_at_risk"]

@@ -13,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from configs import OutreachSettings, Settings
+from serving.loop.cases import open_retention_cases
 from serving.outreach.outbox import Outbox, file_drop_dir_for, outbox_url_for, redact
 from serving.outreach.policy import (
     NoOutboxError,
@@ -24,6 +25,7 @@ from serving.outreach.policy import (
     select_contacts,
     utc,
 )
+from store import Store
 
 
 @dataclass
@@ -44,6 +46,7 @@ class OutreachReport:
     requeued: int = 0
     stopped: str | None = None  # why dispatch stopped early (receiver unavailable)
     files: list[Path] = field(default_factory=list)
+    cases: dict[str, int] = field(default_factory=dict)  # retention cases opened for contacts
 
     def summary(self) -> str:
         c = self.counts
@@ -70,6 +73,11 @@ class OutreachReport:
             )
         for path in self.files:
             lines.append(f"  file drop: {path}")
+        if self.cases:
+            lines.append(
+                f"  case queue: {self.cases.get('opened', 0):,} retention cases opened, "
+                f"{self.cases.get('added', 0):,} joined to an open one"
+            )
         if self.stopped:
             lines.append(f"  dispatch stopped early: {self.stopped}")
         return "\n".join(lines)
@@ -88,6 +96,8 @@ def run_outreach(
     retry_failed: bool = False,
     explain: Callable[[list[str]], pd.DataFrame] | None = None,
     progress: Progress | None = None,
+    cases: Store | None = None,
+    now: pd.Timestamp | None = None,
     **dispatch_options: Any,
 ) -> OutreachReport:
     """Select, record and dispatch one outreach run at `as_of`, then deliver whatever is still
@@ -97,7 +107,8 @@ def run_outreach(
     variable); an empty URL means the CSV file drop. `explain(customer_ids)` returns reason_1..3
     indexed by customer_id, for selected customers whose reasons are empty (batch scoring writes
     reasons for the top of the whole list only). `dispatch_options` go to the dispatcher (tests
-    inject `client`, `sleep`, `rng`)."""
+    inject `client`, `sleep`, `rng`). With a `cases` store, every contact also becomes a
+    retention case in the loop's queue, opened at `now` (exactly once per contact)."""
     say = progress or (lambda _message: None)
     policy = settings.outreach
     as_of = utc(as_of)
@@ -111,6 +122,12 @@ def run_outreach(
 
     with Outbox(url) as box:
         report = _record(box, scored, as_of, policy, explain, say)
+        if cases is not None:
+            if now is None:
+                raise ValueError("opening retention cases needs `now`")
+            contacts = box.history(report.run_id)
+            contacts = contacts[contacts["group"] == "contact"]
+            report.cases = open_retention_cases(cases, contacts, settings.loop, now)
         if retry_failed:
             report.requeued = box.requeue_failed()
         result = dispatcher.dispatch(box, progress=say)

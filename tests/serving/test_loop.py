@@ -394,3 +394,38 @@ def test_rows_a_crash_left_unhandled_are_handled_once_after_a_restart(
         moments = conn.execute(select(func.count()).select_from(store.t.moments)).scalar()
     opened = [m for m in handled.moments if m["outcome"] == OPENED]
     assert sorted(cases) == sorted(m["customer_id"] for m in opened) and moments == 3
+
+
+def test_every_outreach_contact_becomes_one_retention_case_in_the_same_queue(tmp_path, db):
+    from serving.outreach.run import run_outreach
+
+    rng = np.random.default_rng(3)
+    n = 60
+    scored = pd.DataFrame(
+        {
+            "customer_id": [f"r{i:03d}" for i in range(n)],
+            "segment": "consumer",
+            "churn_probability": rng.uniform(0.2, 0.9, n),
+            "clv": rng.uniform(60, 400, n),
+            "tier": "high",
+            "reason_1": "no purchase for 90 days",
+            "churn_model_version": "1",
+            "clv_model_version": "1",
+        }
+    )
+    scored["value_at_risk"] = scored["churn_probability"] * scored["clv"]
+    settings = settings_from_dict({"outreach": {"capacity_per_run": 20}})
+    as_of = pd.Timestamp("2026-01-01", tz="UTC")
+    kwargs = dict(data_dir=tmp_path, webhook_url="", cases=db, now=NOW)
+    report = run_outreach(scored, as_of, settings, **kwargs)
+    contacts = report.selection[report.selection["group"] == "contact"]
+    assert report.cases == {"opened": len(contacts), "added": 0, "already": 0}
+    book = CaseBook(db, settings.loop)
+    total, cases = book.list(status=[OPEN], limit=100)
+    assert total == len(contacts)
+    assert {c["customer_id"] for c in cases} == set(contacts["customer_id"])
+    assert all(c["kind"] == "retention" and c["reason"] == "retention" for c in cases)
+    assert cases[0]["reason_text"].startswith("Selected by outreach run ")
+    again = run_outreach(scored, as_of, settings, **kwargs)
+    assert again.cases == {"opened": 0, "added": 0, "already": len(contacts)}
+    assert book.list(limit=100)[0] == total
