@@ -57,18 +57,50 @@ def generate(
     drift: Annotated[
         bool, typer.Option(help="Shift behaviour in the last months (for monitoring).")
     ] = False,
+    loop: Annotated[
+        bool,
+        typer.Option(
+            help="Simulate the closed loop: negative moments, a holdout, recovery cases and a "
+            "known contact effect, written to OUT/store/retain.db and OUT/loop_truth.json."
+        ),
+    ] = False,
+    config: ConfigOption = None,
 ) -> None:
     """Write a synthetic CX world (customers, events, feedback, churn) to OUT."""
-    from features.synthetic import generate_world, write_world
+    import json
 
+    import pandas as pd
+
+    from features.synthetic import generate_world, write_world
+    from features.synthetic_loop import LoopSimulation, write_loop
+    from store import STORE_FILE, Store, home_for
+
+    settings = settings_from(config)
     progress = Progress()
     progress(
-        f"generating {customers:,} customers over {days} days from {start} (seed {seed}{', drift' if drift else ''})"
+        f"generating {customers:,} customers over {days} days from {start} (seed {seed}"
+        f"{', drift' if drift else ''}{', with the closed loop' if loop else ''})"
     )
-    world = generate_world(customers, seed, start=start, days=days, drift=drift, progress=progress)
+    sim = LoopSimulation(settings.horizon_days, settings.loop.holdout_share) if loop else None
+    world = generate_world(
+        customers, seed, start=start, days=days, drift=drift, loop=sim, progress=progress
+    )
     paths = write_world(world, out)
     for name, path in paths.items():
         progress(f"{name:<10} {len(world[name]):>12,} rows -> {path}")
+    if sim is not None:
+        db_path = home_for(out) / STORE_FILE
+        if db_path.exists():
+            db_path.unlink()  # the same seed gives the same world: the store is rewritten too
+        with Store(f"sqlite:///{db_path.resolve()}") as db:
+            write_loop(
+                sim, db, world["customers"]["customer_id"].to_numpy(), pd.Timestamp(start, tz="UTC")
+            )
+        (Path(out) / "loop_truth.json").write_text(json.dumps(sim.truth, indent=2))
+        progress(
+            f"loop: {len(sim.moments):,} negative moments, {len(sim.cases):,} cases -> {db_path}; "
+            f"true relative effect {sim.truth['relative_effect']:.3f} -> {Path(out) / 'loop_truth.json'}"
+        )
 
 
 @app.command("validate")

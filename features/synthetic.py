@@ -283,6 +283,7 @@ class _World:
             np.float32
         )
 
+        self.loop = None  # a features.synthetic_loop.LoopSimulation when the loop is simulated
         self.alive = np.ones(n, dtype=bool)
         self.seen = np.zeros(n, dtype=bool)
         self.drifting = np.zeros(n, dtype=bool)
@@ -405,6 +406,8 @@ def _simulate_period(w: _World, m: int, g: np.random.Generator, drifted: bool) -
     onset = ~drifting_prev & ~churned & (g.random(k) < 1.0 - (1.0 - _sigmoid(z)) ** frac)
     drifting = drifting_prev | onset
     churn_day = first + (g.random(k) * np.maximum(span, 1)).astype(np.int32)
+    if w.loop is not None:
+        churned = w.loop.protect(idx, churned, churn_day)
     lo = np.maximum(ps, signup).astype(np.int64) * _DAY
     hi = np.where(churned, churn_day, pe).astype(np.int64) * _DAY
     expo = (hi - lo) / (PERIOD_DAYS * _DAY)
@@ -557,6 +560,13 @@ def _simulate_period(w: _World, m: int, g: np.random.Generator, drifted: bool) -
     w.sat[idx] = np.where(drifting, sat + DRIFTING_MOOD, sat)
     w.seen[idx] = True
     w.drifting[idx] = drifting
+    if w.loop is not None:
+        from features.synthetic_loop import negative_rows
+
+        negative = negative_rows(
+            per.parts, (f_loc, f_sec, f_survey, f_score), EVENT_TYPES, SURVEY_NAMES
+        )
+        churned = w.loop.step(idx, negative, churned, churn_day)
     w.churn_day[idx[churned]] = churn_day[churned]
     w.alive[idx[churned]] = False
     return k, int(churned.sum())
@@ -595,13 +605,16 @@ def generate_world(
     start: str = "2024-01-01",
     days: int = 730,
     drift: bool = False,
+    loop=None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Simulate `n_customers` of a subscription business over `[start, start + days)`.
 
     Returns raw contract tables `customers`, `events`, `feedback` and `churn` (plain DataFrames,
     `customer_id` str, timestamps `datetime64[ns, UTC]`). The same arguments always give the same
-    tables; `drift=True` changes only the periods from `drift_start_day(days)` on.
+    tables; `drift=True` changes only the periods from `drift_start_day(days)` on. With a
+    `features.synthetic_loop.LoopSimulation` as `loop`, the closed loop runs inside the world
+    (moments, holdout, cases and their effect on churn; see that module) and `loop` holds them.
     """
     if n_customers < 1:
         raise ValueError(f"n_customers must be at least 1, got {n_customers}")
@@ -612,10 +625,13 @@ def generate_world(
     n_periods = -(-days // PERIOD_DAYS)
     drift_from = drift_start_day(days)
     # One stream per stage, so drift in late periods cannot shift anything drawn earlier.
-    streams = np.random.default_rng(seed).spawn(n_periods + 1)
+    streams = np.random.default_rng(seed).spawn(n_periods + 2)
 
     say(f"customers: {n_customers:,}")
     w = _World(n_customers, days, streams[0])
+    if loop is not None:
+        loop.start(n_customers, w.value_level, streams[-1])
+        w.loop = loop
     for m in range(n_periods):
         drifted = drift and m * PERIOD_DAYS >= drift_from
         active, churned = _simulate_period(w, m, streams[m + 1], drifted)

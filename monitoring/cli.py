@@ -26,6 +26,7 @@ from edge import (
     read_tables,
     registry,
     settings_from,
+    store_url,
 )
 from features.contract import ContractError
 from serving.core.champions import NoChampionError
@@ -79,6 +80,7 @@ def monitor(
         champions=champions(reg, progress),
         outbox_url=outbox_url_for(settings, data),
         source=str(data),
+        store_url=store_url(settings, data),
         progress=progress,
     )
     summary = result.summary
@@ -94,6 +96,8 @@ def monitor(
         + f" (threshold {summary['drift_share_threshold']:.0%})"
     )
     typer.echo(f"matured:  {result.performance.message}")
+    if summary.get("recovery_status") is not None:
+        typer.echo(f"recovery: {summary['recovery_message']}")
     if summary["retrain_due"]:
         typer.echo("RETRAIN DUE:")
         for reason in summary["reasons"]:

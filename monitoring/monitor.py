@@ -48,6 +48,46 @@ class MonitoringResult:
         return bool(self.summary["retrain_due"])
 
 
+def closed_loop(
+    store_url: str | None,
+    tables: Tables,
+    cutoff: pd.Timestamp,
+    settings: Settings,
+    progress: Callable[[str], None],
+) -> dict[str, Any] | None:
+    """Case KPIs and the recovery effect from the loop's store, or None without a store."""
+    from monitoring.loop import case_kpis, read_moments, recovery_effect
+    from serving.loop.cases import CaseBook
+    from store import NoStoreError, Store
+
+    if store_url is None:
+        return None
+    try:
+        db = Store(store_url, create=False)
+    except NoStoreError:
+        progress("no loop store yet: no case KPIs or recovery effect")
+        return None
+    with db:
+        cases = CaseBook(db, settings.loop).frame()
+        moments = read_moments(db)
+    progress(f"the loop: {len(cases):,} cases, {len(moments):,} negative moments")
+    effect, nps = recovery_effect(
+        moments,
+        tables,
+        cutoff,
+        settings.horizon_days,
+        settings.monitoring,
+        activity_event_types=tuple(settings.activity_event_types),
+    )
+    recovery = effect.to_dict()
+    recovery["next_nps"] = nps.__dict__
+    return {
+        "cases": case_kpis(cases, cutoff),
+        "moments": int(len(moments)),
+        "recovery": recovery,
+    }
+
+
 def current_scores(store: ScoreStore, cutoff, read_tables, settings, champions, progress):
     """(scores, features, tables) of the scored list for `cutoff`: the latest stored one when it
     is for `cutoff` (tables None: not read yet), else the population scored now from
@@ -126,6 +166,7 @@ def monitor(
     champions: Champions,
     outbox_url: str,
     source: str,
+    store_url: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> MonitoringResult:
     """One monitoring run (see the module docstring); `read_tables` is called at most once, and
@@ -190,9 +231,20 @@ def monitor(
             )
             effect = outreach_effect(history, out_labels, cutoff, horizon, m)
 
+        loop = closed_loop(store_url, tables, cutoff, settings, progress)
+
         summary = build_summary(
             cutoff, drift=drift, performance=performance, effect=effect, settings=m
         )
+        if loop is not None:
+            o = loop["recovery"]
+            summary.update(
+                recovery_status=o["status"],
+                recovery_message=o["message"],
+                recovery_difference=finite_or_none(o["difference"]),
+                recovery_difference_low=finite_or_none(o["difference_low"]),
+                recovery_difference_high=finite_or_none(o["difference_high"]),
+            )
         summary["champion_versions"] = {
             "churn": champions.churn_version,
             "clv": champions.clv_version,
@@ -212,8 +264,11 @@ def monitor(
                 )
             )
         page = render_report(
-            summary, kpis=kpis, effect=effect, performance=performance, drift=drift
+            summary, kpis=kpis, effect=effect, performance=performance, drift=drift, loop=loop
         )
+        if loop is not None:
+            (out / "loop.json").write_text(json.dumps(loop, indent=2, default=str))
+            written.append(out / "loop.json")
         written.append(save_report(out / "report.html", page))
         kpis.to_csv(out / "kpis.csv", index=False)
         written.append(out / "kpis.csv")

@@ -407,6 +407,25 @@ def _drift_section(drift: DriftResult) -> str:
     )
 
 
+def _loop_section(loop: dict[str, Any]) -> str:
+    c, r = loop["cases"], loop["recovery"]
+    nps = r["next_nps"]
+    head = (
+        f"<p>{c['cases']:,} cases ({c['open']:,} open, {c['overdue']:,} overdue) from "
+        f"{loop['moments']:,} negative moments.</p>"
+    )
+    priorities = _table(pd.DataFrame(c["by_priority"]), digits=2)
+    owners = _table(pd.DataFrame(c["by_owner"])) if c["by_owner"] else ""
+    effect = f"<p><b>Recovery effect</b>: {html.escape(str(r['message']))}.</p>"
+    if nps["difference"] is not None:
+        effect += (
+            f"<p>Next NPS answer: {nps['mean_contact']:.2f} after a case ({nps['n_contact']:,}) vs "
+            f"{nps['mean_control']:.2f} held out ({nps['n_control']:,}): "
+            f"{nps['difference']:+.2f} ({nps['low']:+.2f} to {nps['high']:+.2f}).</p>"
+        )
+    return head + "<h3>By priority</h3>" + priorities + "<h3>By owner</h3>" + owners + effect
+
+
 def render_report(
     summary: dict[str, Any],
     *,
@@ -414,6 +433,7 @@ def render_report(
     effect: EffectResult | None = None,
     performance: PerformanceResult | None = None,
     drift: DriftResult | None = None,
+    loop: dict[str, Any] | None = None,
     title: str = "Retain monitoring",
 ) -> str:
     """One self-contained HTML page for the results given (any may be None)."""
@@ -428,6 +448,8 @@ def render_report(
         parts += ["<h2>CX KPIs</h2>", _kpi_section(kpis)]
     if effect is not None:
         parts += ["<h2>Outreach effect</h2>", _effect_section(effect)]
+    if loop is not None:
+        parts += ["<h2>Closed loop: recovery cases</h2>", _loop_section(loop)]
     if performance is not None:
         parts += ["<h2>Matured performance</h2>", _performance_section(performance)]
     if drift is not None:
