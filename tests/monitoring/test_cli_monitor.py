@@ -18,6 +18,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from configs import settings_from_dict
 from retain_cli import app
 from training.lock import LOCK_NAME
 
@@ -195,6 +196,19 @@ def test_monitor_measures_the_effect_of_a_past_outreach_run(env, tmp_path):
     low, high = summary["outreach_difference_low"], summary["outreach_difference_high"]
     assert low <= summary["outreach_difference"] <= high
     assert "Outreach effect" in (out / "report.html").read_text()
+    # Every contact became a retention case in the loop's queue, which the report measures.
+    assert "retention cases opened" in sent.output
+    from serving.loop.cases import CaseBook
+    from store import Store
+
+    with Store(f"sqlite:///{data / 'store' / 'retain.db'}", create=False) as db:
+        cases = CaseBook(db, settings_from_dict({}).loop).frame()
+    assert len(cases) > 0 and set(cases["kind"]) == {"retention"}
+    loop = json.loads((out / "loop.json").read_text())
+    # Opened now (wall clock), after the replayed monitoring date: not counted as of then.
+    assert loop["moments"] == 0 and loop["cases"]["cases"] == 0
+    assert summary["recovery_status"] == "not enough data yet"  # no negative moments yet
+    assert "Closed loop: recovery cases" in (out / "report.html").read_text()
 
 
 def test_monitor_on_a_broken_table_names_it_and_exits_2(env, tmp_path):
