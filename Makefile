@@ -52,6 +52,8 @@ demo: $(STAMP)
 	$(BIN)/retain score --data $(DEMO_DIR)/data --as-of $(DEMO_AS_OF) --out $(DEMO_DIR)/at_risk.csv
 	$(BIN)/retain outreach run --data $(DEMO_DIR)/data --as-of $(DEMO_AS_OF)
 	$(BIN)/retain outreach status --data $(DEMO_DIR)/data
+	$(BIN)/retain ingest --data $(DEMO_DIR)/data configs/demo/feedback_moments.csv configs/demo/events_moments.csv
+	$(BIN)/retain cases list --data $(DEMO_DIR)/data --kind recovery
 	$(BIN)/retain monitor --data $(DEMO_DIR)/data --as-of $(DEMO_AS_OF) --out $(DEMO_DIR)/monitoring || test $$? -eq 3
 	@echo
 	@echo "Demo done. Outputs:"
@@ -62,6 +64,7 @@ demo: $(STAMP)
 	@echo "  $(DEMO_DIR)/at_risk.csv            every customer ranked by value at risk, with reasons for the top 1,000"
 	@echo "  $(DEMO_DIR)/data/scores/           the scored snapshot the HTTP service reads"
 	@echo "  $(DEMO_DIR)/data/outreach/         the outbox (outbox.db) and the CSV file drop for the CX team"
+	@echo "  $(DEMO_DIR)/data/store/            the loop's store (retain.db: inbox, moments, recovery and retention cases) and cases-drop/"
 	@echo "  $(DEMO_DIR)/monitoring/            drift.html (Evidently), report.html (CX KPIs, outreach effect), summary.json"
 	@echo "Open the MLflow UI with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
 	@echo "Start the scoring service: $(BIN)/retain serve --data $(DEMO_DIR)/data   (prints an API key once, then a sample call)"

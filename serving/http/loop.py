@@ -210,6 +210,7 @@ class LoopCore:
         priority: list[str] | None,
         customer_id: str | None,
         overdue: bool,
+        kind: str | None = None,
         limit: int,
         offset: int,
     ) -> CaseList:
@@ -219,6 +220,7 @@ class LoopCore:
                 owner=owner,
                 priority=priority or (),
                 customer_id=customer_id,
+                kind=kind,
                 overdue=overdue,
                 now=self.clock(),
                 limit=limit,

@@ -293,6 +293,7 @@ class CaseBook:
         owner: str | None = None,
         priority: Sequence[str] = (),
         customer_id: str | None = None,
+        kind: str | None = None,
         overdue: bool = False,
         now: datetime | None = None,
         limit: int = 100,
@@ -319,6 +320,10 @@ class CaseBook:
             where.append(c.c.priority.in_(list(priority)))
         if customer_id:
             where.append(c.c.customer_id == customer_id)
+        if kind:
+            if kind not in (RECOVERY, RETENTION):
+                raise CaseError(f"unknown kind {kind!r}; expected {RECOVERY} or {RETENTION}")
+            where.append(c.c.kind == kind)
         late = None
         if now is not None:
             late = and_(c.c.status.in_(list(ACTIVE)), c.c.due_at < naive_utc(now))

@@ -125,10 +125,11 @@ def ingest(
                         f"  rejected {path.name} row {start + r['item'] + 1}: {r['reason']}",
                         err=True,
                     )
+            kept = " (kept in the quarantine with their reason)" if totals["rejected"] else ""
             typer.echo(
                 f"{path.name} -> {name}: {totals['received']:,} rows, {totals['stored']:,} "
                 f"stored, {totals['duplicates']:,} already in the inbox, {totals['rejected']:,} "
-                "rejected (kept in the quarantine with their reason)"
+                f"rejected{kept}"
             )
         _run_loop(db, data, settings, progress)
 
@@ -229,6 +230,7 @@ def list_cases(
     owner: Annotated[str | None, typer.Option("--owner")] = None,
     priority: Annotated[list[str] | None, typer.Option("--priority", help="p1, p2, p3")] = None,
     customer: Annotated[str | None, typer.Option("--customer")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="recovery or retention")] = None,
     overdue: Annotated[bool, typer.Option("--overdue", help="Only active cases past due.")] = False,
     limit: Annotated[int, typer.Option("--limit", min=1)] = 50,
     config: ConfigOption = None,
@@ -240,6 +242,7 @@ def list_cases(
         owner=owner,
         priority=priority or (),
         customer_id=customer,
+        kind=kind,
         overdue=overdue,
         now=utc_now(),
         limit=limit,
