@@ -276,6 +276,10 @@ class LoopSettings(_Strict):
     # Share of qualifying moments held out (recorded, never contacted): the recovery control
     # group, drawn by a hash of salt and the moment's row id, so every process draws the same.
     holdout_share: float = Field(default=0.1, ge=0.0, lt=1.0)
+    # Customers whose newest ingested rows lie within this many seconds of each other are
+    # rescored together, as of just after the newest of those rows (one feature pass for a whole
+    # batch); 0 rescores each customer exactly as of just after their own newest row.
+    rescore_window_s: float = Field(default=60.0, ge=0.0)
     holdout_salt: str = Field(default="retain-loop", min_length=1)
     # Priority from value at risk: p1 at or above p1_value_at_risk, p2 at or above
     # p2_value_at_risk, else p3; the SLA (hours to resolve) of each.

@@ -46,7 +46,7 @@ class History:
         self._events = _Grouped(tables.events)
         self._feedback = _Grouped(tables.feedback)
         self._churn = _Grouped(tables.churn)
-        self._added: dict[str, dict[str, list[pd.DataFrame]]] = {
+        self._added: dict[str, dict[str, list[dict]]] = {
             "events": defaultdict(list),
             "feedback": defaultdict(list),
         }
@@ -73,17 +73,28 @@ class History:
 
     def add(self, name: str, rows: pd.DataFrame, ids: list[str]) -> None:
         """Append checked rows (as `check_rows` keeps them) with their row ids; a row id seen
-        before (a retry, or a row already in the tables) is not added twice."""
+        before (a retry, or a row already in the tables) is not added twice. Rows are kept per
+        customer with plain (not categorical) text columns, so a few customers' rows are put
+        together later without touching categories the size of the whole book."""
         with self._lock:
             seen = self._seen[name]
             fresh = [i for i, r in enumerate(ids) if r not in seen]
             if not fresh:
                 return
             part = rows.iloc[fresh].drop(columns=["item"], errors="ignore").copy()
+            for col in part.columns:
+                s = part[col]
+                if isinstance(s.dtype, pd.CategoricalDtype):
+                    # Through the categories by code: never all the categories as text.
+                    codes = s.cat.codes.to_numpy()
+                    values = np.asarray(s.cat.categories.take(np.maximum(codes, 0)), dtype=object)
+                    values[codes < 0] = None
+                    part[col] = values
             part["event_id"] = [ids[i] for i in fresh]
             seen.update(ids[i] for i in fresh)
-            for cid, group in part.groupby(part["customer_id"].astype(str), sort=False):
-                self._added[name][cid].append(group)
+            # Plain records: a few rows per customer, put together per request in one go.
+            for record in part.to_dict(orient="records"):
+                self._added[name][str(record["customer_id"])].append(record)
 
     def tables_of(self, customer_ids: list[str]) -> Tables:
         """The given customers' rows (tables and rows added since) as contract `Tables`."""
@@ -94,9 +105,10 @@ class History:
             raise KeyError(f"unknown customer ids {unknown}")
         cats = pd.Index(ids, dtype=object)
         customers = self.tables.customers.iloc[codes].reset_index(drop=True)
+        customers["customer_id"] = np.asarray(ids, dtype=object)
         with self._lock:
             added = {
-                name: [part for cid in ids for part in self._added[name].get(cid, ())]
+                name: [row for cid in ids for row in self._added[name].get(cid, ())]
                 for name in self._added
             }
         events = _subset(self._events, codes, cats, added["events"], "events")
@@ -107,29 +119,49 @@ class History:
         )
 
 
+def _new_codes(old: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """Codes into the few customers `codes` (positions in the book) of rows coded by the book."""
+    order = np.argsort(codes)
+    return order[np.searchsorted(codes[order], old)]
+
+
 def _subset(
-    grouped: _Grouped, codes: np.ndarray, cats: pd.Index, added: list[pd.DataFrame], name: str
+    grouped: _Grouped, codes: np.ndarray, cats: pd.Index, added: list[dict], name: str
 ) -> pd.DataFrame | None:
     if grouped.frame is None and not added:
         return None
-    parts = []
+    parts, new = [], []
     if grouped.frame is not None:
         part = grouped.frame.iloc[grouped.rows(codes)]
-        parts.append(part.assign(customer_id=part["customer_id"].astype(object)))
-    parts += [p.assign(customer_id=p["customer_id"].astype(str).astype(object)) for p in added]
-    frame = (
-        pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0].reset_index(drop=True)
-    )
-    frame["customer_id"] = pd.Categorical(frame["customer_id"], categories=cats)
+        new.append(_new_codes(part["customer_id"].cat.codes.to_numpy(), codes))
+        part = part.drop(columns="customer_id")
+        for col in ("channel", "event_type", "survey"):
+            if col in part.columns:  # a handful of categories: cheap as text
+                part[col] = part[col].astype(object)
+        parts.append(part)
+    if added:
+        rows = pd.DataFrame.from_records(added)
+        new.append(cats.get_indexer(rows["customer_id"]))
+        parts.append(rows.drop(columns="customer_id"))
+    if len(parts) > 1:
+        parts = [p.dropna(axis=1, how="all") for p in parts]
+        frame = pd.concat(parts, ignore_index=True)
+    else:
+        frame = parts[0].reset_index(drop=True)
+    frame.insert(0, "customer_id", pd.Categorical.from_codes(np.concatenate(new), categories=cats))
+    n = len(frame)
     if name == "events":
-        frame["channel"] = pd.Categorical(frame["channel"].astype(object), categories=CHANNELS)
-        types = frame["event_type"].astype(object)
+        frame["channel"] = pd.Categorical(frame["channel"], categories=CHANNELS)
+        types = frame["event_type"]
         frame["event_type"] = pd.Categorical(types, categories=sorted(types.dropna().unique()))
-        frame["resolved"] = frame["resolved"].astype("boolean")
-        frame["amount"] = frame["amount"].astype("float64")
+        resolved = frame["resolved"] if "resolved" in frame else pd.Series([pd.NA] * n)
+        frame["resolved"] = resolved.astype("boolean").to_numpy()
+        frame["amount"] = frame["amount"].astype("float64") if "amount" in frame else np.nan
     elif name == "feedback":
-        frame["survey"] = pd.Categorical(frame["survey"].astype(object), categories=tuple(SURVEYS))
+        frame["survey"] = pd.Categorical(frame["survey"], categories=tuple(SURVEYS))
         frame["score"] = frame["score"].astype("float64")
+        if "comment" not in frame:
+            frame["comment"] = None
     return frame
 
 

@@ -69,15 +69,33 @@ class Handled:
         return [m["case_id"] for m in self.moments if m["outcome"] == OPENED]
 
 
+def rescore_times(
+    newest: dict[str, pd.Timestamp], window_s: float
+) -> dict[pd.Timestamp, list[str]]:
+    """Customers grouped by the instant they are rescored at: sorted by their newest row, a group
+    runs while rows lie within `window_s` seconds of its first, and is rescored just after its
+    newest row (one `build_features` call per group instead of per customer). With 0 every
+    customer is rescored just after their own newest row."""
+    order = sorted(newest.items(), key=lambda kv: kv[1])
+    groups: list[list[tuple[str, pd.Timestamp]]] = []
+    span = pd.Timedelta(seconds=window_s)
+    for cid, ts in order:
+        if groups and ts - groups[-1][0][1] <= span:
+            groups[-1].append((cid, ts))
+        else:
+            groups.append([(cid, ts)])
+    return {group[-1][1] + AFTER_ROW: [cid for cid, _ in group] for group in groups}
+
+
 def rescore(
     history: History, champions: Champions, settings: Settings, newest: dict[str, pd.Timestamp]
 ) -> pd.DataFrame:
-    """Scores with reasons of each customer as of just after their newest row (`as_of` column),
-    indexed by customer id; customers outside the population at that instant are left out."""
+    """Scores with reasons of each customer, as of just after their newest row or, for customers
+    whose newest rows lie within `loop.rescore_window_s` of each other, just after the newest of
+    those (`as_of` column); indexed by customer id. Customers outside the population at that
+    instant are left out."""
     parts = []
-    by_time: dict[pd.Timestamp, list[str]] = {}
-    for cid, ts in newest.items():
-        by_time.setdefault(ts + AFTER_ROW, []).append(cid)
+    by_time = rescore_times(newest, settings.loop.rescore_window_s)
     for as_of, ids in by_time.items():
         X = population_features(history.tables_of(ids), as_of, champions, settings)
         if not len(X):

@@ -429,3 +429,19 @@ def test_every_outreach_contact_becomes_one_retention_case_in_the_same_queue(tmp
     again = run_outreach(scored, as_of, settings, **kwargs)
     assert again.cases == {"opened": 0, "added": 0, "already": len(contacts)}
     assert book.list(limit=100)[0] == total
+
+
+def test_customers_are_rescored_together_within_the_window_and_exactly_without_it():
+    from serving.loop.process import AFTER_ROW, rescore_times
+
+    t = pd.Timestamp("2026-01-01 10:00", tz="UTC")
+    s = pd.Timedelta(seconds=1)
+    newest = {"a": t, "b": t + 20 * s, "c": t + 59 * s, "d": t + 61 * s, "e": t - 3600 * s}
+    got = rescore_times(newest, 60)
+    assert got == {
+        t - 3600 * s + AFTER_ROW: ["e"],
+        t + 59 * s + AFTER_ROW: ["a", "b", "c"],
+        t + 61 * s + AFTER_ROW: ["d"],
+    }
+    exact = rescore_times(newest, 0)
+    assert all(len(ids) == 1 and newest[ids[0]] + AFTER_ROW == k for k, ids in exact.items())
