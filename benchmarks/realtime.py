@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from fastapi import Request  # at module level: FastAPI resolves the handler's annotation here
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -59,7 +60,7 @@ COMMENTS = (
 def serve_bare(port: int, db: str) -> None:
     """The reference: a bare FastAPI app that inserts each batch into SQLite, nothing else."""
     import uvicorn
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
 
     app = FastAPI()
     lock = threading.Lock()

@@ -479,6 +479,13 @@ def check_rows(name: str, raw: pd.DataFrame, known: pd.Index) -> CheckedRows:
         extra_reason[too_long & (extra_reason == "")] = (
             f"event_id longer than {MAX_EVENT_ID} characters"
         )
+    # Only the batch's own known customers as categories: the same verdicts as against the
+    # whole book, without categoricals (and hashes) the size of a million-customer book.
+    present = pd.Index(_ids(raw["customer_id"]).dropna().astype(str).unique(), dtype=object)
+    if not isinstance(known, pd.Index):
+        known = pd.Index(known)
+    # (the same Index object each call keeps its hash table: a lookup, not a rebuild)
+    known = present[known.get_indexer(present) >= 0]
     if name == "events":
         kept, quarantined, _ = _events(raw, known)
     else:

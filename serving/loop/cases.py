@@ -186,20 +186,30 @@ def open_or_add(
             detail=json.dumps({"owner": owner, "priority": priority}, default=str),
         )
     )
-    enqueue_handoff(conn, store, case_id, "opened", now)
+    enqueue_handoff(conn, store, case_id, "opened", now, case={"id": case_id, **values})
     return case_id, "opened"
 
 
 def enqueue_handoff(
-    conn: Connection, store: Store, case_id: int, event: str, now: datetime
+    conn: Connection,
+    store: Store,
+    case_id: int,
+    event: str,
+    now: datetime,
+    *,
+    case: dict[str, Any] | None = None,
 ) -> None:
-    """A pending hand-off of the case as it now stands (idempotency key per case and event)."""
-    case = conn.execute(select(store.t.cases).where(store.t.cases.c.id == case_id)).mappings().one()
-    n = conn.execute(
-        select(func.count()).where(
-            store.t.case_handoffs.c.case_id == case_id, store.t.case_handoffs.c.event == event
-        )
-    ).scalar_one()
+    """A pending hand-off of the case as it now stands (idempotency key per case and event).
+    `case` is the case's row when the caller has just written it (a new case: no hand-off yet)."""
+    n = 0
+    if case is None:
+        t = store.t
+        case = dict(conn.execute(select(t.cases).where(t.cases.c.id == case_id)).mappings().one())
+        n = conn.execute(
+            select(func.count()).where(
+                t.case_handoffs.c.case_id == case_id, t.case_handoffs.c.event == event
+            )
+        ).scalar_one()
     key = f"case-{case_id}-{event}" + (f"-{n + 1}" if n else "")
     conn.execute(
         insert(store.t.case_handoffs).values(

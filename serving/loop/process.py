@@ -145,24 +145,35 @@ def process_pending(
             moments.append((int(row["seq"]), name, row, m))
     moments.sort(key=lambda x: (x[0], x[1]))
     t = store.t
+    score_rows = []
+    for cid, s in zip(scores.index, scores.to_dict(orient="records"), strict=True):
+        record = {k: plain(s[k]) for k in SCORE_KEYS}
+        score_rows.append(
+            {
+                "customer_id": cid,
+                "as_of": naive_utc(s["as_of"]),
+                "scored_at": now,
+                "row_id": latest_row[cid],
+                **record,
+            }
+        )
+        handled.scores[cid] = {**record, "as_of": pd.Timestamp(s["as_of"]).isoformat()}
     try:
         with store.engine.begin() as conn:
-            for cid, s in scores.iterrows():
-                record = {k: plain(s[k]) for k in SCORE_KEYS}
-                conn.execute(
-                    insert(t.score_history).values(
-                        customer_id=cid,
-                        as_of=naive_utc(s["as_of"]),
-                        scored_at=now,
-                        row_id=latest_row[cid],
-                        **record,
-                    )
-                )
-                handled.scores[cid] = {**record, "as_of": pd.Timestamp(s["as_of"]).isoformat()}
+            if score_rows:
+                conn.execute(insert(t.score_history), score_rows)
+            state = _State.read(
+                conn, t, {str(r["customer_id"]) for _, _, r, _ in moments}, now, settings
+            )
+            records = []
             for _, name, row, m in moments:
-                handled.moments.append(
-                    _decide(conn, store, history, settings, name, row, m, scores, now)
+                decided, record = _decide(
+                    conn, store, history, settings, name, row, m, scores, now, state
                 )
+                handled.moments.append(decided)
+                records.append(record)
+            if records:
+                conn.execute(insert(t.moments), records)
             for name, frame in rows.items():
                 inbox = t.inbox(name)
                 conn.execute(
@@ -178,9 +189,63 @@ def process_pending(
     return handled
 
 
-def _decide(conn, store, history, settings, name, row, m, scores, now) -> dict[str, Any]:
+@dataclass
+class _State:
+    """What the decisions of one step read, in a few queries inside its transaction, then kept
+    up to date as the step opens cases and holds moments out."""
+
+    open_cases: dict[tuple[str, str], int]  # (customer, reason) -> open recovery case
+    cooling: set[tuple[str, str]]  # closed a case for this reason within the cooldown
+    held: set[tuple[str, str]]  # held out for this reason within the horizon
+    opened_today: int
+
+    @classmethod
+    def read(cls, conn, t, customers: set[str], now: datetime, settings: Settings) -> _State:
+        loop = settings.loop
+        c, m = t.cases.c, t.moments.c
+        open_cases: dict[tuple[str, str], int] = {}
+        cooling: set[tuple[str, str]] = set()
+        held: set[tuple[str, str]] = set()
+        ids = sorted(customers)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            for cid, reason, case_id in conn.execute(
+                select(c.customer_id, c.reason, c.id).where(
+                    c.customer_id.in_(chunk), c.kind == RECOVERY, c.open_key.is_not(None)
+                )
+            ):
+                open_cases[(cid, reason)] = case_id
+            if loop.cooldown_days > 0:
+                cooling |= set(
+                    conn.execute(
+                        select(c.customer_id, c.reason).where(
+                            c.customer_id.in_(chunk),
+                            c.kind == RECOVERY,
+                            c.closed_at.is_not(None),
+                            c.closed_at >= now - timedelta(days=loop.cooldown_days),
+                        )
+                    ).tuples()
+                )
+            held |= set(
+                conn.execute(
+                    select(m.customer_id, m.reason).where(
+                        m.customer_id.in_(chunk),
+                        m.held_out.is_(True),
+                        m.recorded_at >= now - timedelta(days=settings.horizon_days),
+                    )
+                ).tuples()
+            )
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)  # naive UTC, like `now`
+        opened = conn.execute(
+            select(func.count()).where(and_(c.kind == RECOVERY, c.opened_at >= day))
+        ).scalar_one()
+        return cls(open_cases, cooling, held, opened)
+
+
+def _decide(conn, store, history, settings, name, row, m, scores, now, state: _State):
+    """One moment's decision (and its case, when it opens or joins one), and its `moments`
+    record for the step's one insert."""
     loop = settings.loop
-    t = store.t
     cid = str(row["customer_id"])
     reason = m["reason"]
     row_id = str(row["row_id"])
@@ -200,31 +265,25 @@ def _decide(conn, store, history, settings, name, row, m, scores, now) -> dict[s
             if k in row.index and plain(row[k]) is not None
         },
     }
+    key = (cid, reason)
     case_id = None
     if not scored:
         outcome = NOT_SCORED
     elif cid in loop.exclude_customers or (attrs["segment"] or "") in loop.exclude_segments:
         outcome = EXCLUDED
     else:
-        open_case = conn.execute(
-            select(t.cases.c.id).where(
-                t.cases.c.customer_id == cid,
-                t.cases.c.kind == RECOVERY,
-                t.cases.c.reason == reason,
-                t.cases.c.open_key.is_not(None),
-            )
-        ).scalar()
-        if open_case is not None:
+        if key in state.open_cases:
             outcome = ADDED
         elif float(s["value_at_risk"]) < loop.min_value_at_risk or s["tier"] not in loop.tiers:
             outcome = NOT_QUALIFIED
-        elif _in_cooldown(conn, t, cid, reason, now, loop.cooldown_days):
+        elif key in state.cooling:
             outcome = COOLDOWN
-        elif draw < loop.holdout_share or _held_out_lately(
-            conn, t, cid, reason, now, settings.horizon_days
-        ):
+        elif draw < loop.holdout_share or key in state.held:
+            # A customer held out for a reason stays out for the horizon: a later moment for
+            # the same reason must not treat a member of the control group.
             outcome = HELD_OUT
-        elif _opened_today(conn, t, now) >= loop.capacity_per_day:
+            state.held.add(key)
+        elif state.opened_today >= loop.capacity_per_day:
             outcome = OVER_CAPACITY
         else:
             outcome = OPENED
@@ -240,7 +299,10 @@ def _decide(conn, store, history, settings, name, row, m, scores, now) -> dict[s
                 scores={k: plain(s[k]) for k in SCORE_KEYS},
             )
             case_id, outcome = open_or_add(conn, store, opening, now, loop)
-    values = {
+            if outcome == OPENED:
+                state.open_cases[key] = case_id
+                state.opened_today += 1
+    record = {
         "row_id": row_id,
         "table_name": name,
         "customer_id": cid,
@@ -253,24 +315,19 @@ def _decide(conn, store, history, settings, name, row, m, scores, now) -> dict[s
         "held_out": outcome == HELD_OUT,
         "draw": draw,
         "case_id": case_id,
-        **(
-            {
-                k: plain(s[k])
-                for k in (
-                    "churn_probability",
-                    "clv",
-                    "value_at_risk",
-                    "tier",
-                    "churn_model_version",
-                    "clv_model_version",
-                )
-            }
-            if scored
-            else {}
-        ),
+        **{
+            k: plain(s[k]) if scored else None
+            for k in (
+                "churn_probability",
+                "clv",
+                "value_at_risk",
+                "tier",
+                "churn_model_version",
+                "clv_model_version",
+            )
+        },
     }
-    conn.execute(insert(t.moments).values(values))
-    return {
+    decided = {
         "row_id": row_id,
         "customer_id": cid,
         "reason": reason,
@@ -278,6 +335,7 @@ def _decide(conn, store, history, settings, name, row, m, scores, now) -> dict[s
         "case_id": case_id,
         "draw": draw,
     }
+    return decided, record
 
 
 def reason_text(detail: str, s: pd.Series) -> str:
@@ -291,45 +349,3 @@ def reason_text(detail: str, s: pd.Series) -> str:
     if drivers:
         text += " Drivers: " + "; ".join(drivers) + "."
     return text
-
-
-def _in_cooldown(conn, t, cid, reason, now, days) -> bool:
-    if days <= 0:
-        return False
-    c = t.cases.c
-    found = conn.execute(
-        select(c.id)
-        .where(
-            c.customer_id == cid,
-            c.reason == reason,
-            c.closed_at.is_not(None),
-            c.closed_at >= now - timedelta(days=days),
-        )
-        .limit(1)
-    ).scalar()
-    return found is not None
-
-
-def _held_out_lately(conn, t, cid, reason, now, horizon_days) -> bool:
-    """A customer held out for a reason stays out for the horizon: a later moment for the same
-    reason must not treat a member of the control group."""
-    m = t.moments.c
-    found = conn.execute(
-        select(m.id)
-        .where(
-            m.customer_id == cid,
-            m.reason == reason,
-            m.held_out.is_(True),
-            m.recorded_at >= now - timedelta(days=horizon_days),
-        )
-        .limit(1)
-    ).scalar()
-    return found is not None
-
-
-def _opened_today(conn, t, now) -> int:
-    day = now.replace(hour=0, minute=0, second=0, microsecond=0)  # naive UTC, like `now`
-    c = t.cases.c
-    return conn.execute(
-        select(func.count()).where(and_(c.kind == RECOVERY, c.opened_at >= day))
-    ).scalar_one()
