@@ -9,7 +9,7 @@ Timestamps are stored as naive UTC (`naive_utc`) so SQLite and PostgreSQL compar
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -84,33 +84,53 @@ def url_for(configured: str, data: str | Path | None, env: Mapping[str, str]) ->
     return f"sqlite:///{(home_for(data) / STORE_FILE).resolve()}"
 
 
+def open_engine(
+    url: str,
+    *,
+    create: bool,
+    on_missing: Callable[[Path], Exception],
+    on_error: Callable[[str], Exception],
+) -> Engine:
+    """An engine for `url`: for SQLite, its folder made when `create`, else `on_missing(path)`
+    raised when the file is not there, and a 30 s wait for another writer instead of failing at
+    once; `on_error(message)` raised for a URL SQLAlchemy cannot open. The store and the outreach
+    outbox both open their databases so."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise on_error(f"{url!r} is not a SQLAlchemy URL: {exc}") from None
+    connect_args: dict[str, Any] = {}
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite:
+        connect_args["timeout"] = 30
+        database = parsed.database
+        if database and database != ":memory:":
+            path = Path(database)
+            if create:
+                path.parent.mkdir(parents=True, exist_ok=True)
+            elif not path.exists():
+                raise on_missing(path)
+    try:
+        engine = create_engine(url, connect_args=connect_args)
+    except (SQLAlchemyError, ImportError) as exc:
+        raise on_error(f"cannot open {redact(url)}: {exc}") from None
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
 class Store:
     """The store's engine and tables. `create=False` opens an existing store only and raises
     `NoStoreError` when there is none (readers never create one as a side effect)."""
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        try:
-            parsed = make_url(url)
-        except Exception as exc:
-            raise StoreError(f"store URL {url!r} is not a SQLAlchemy URL: {exc}") from None
-        connect_args: dict[str, Any] = {}
-        sqlite = parsed.get_backend_name() == "sqlite"
-        if sqlite:
-            connect_args["timeout"] = 30  # wait for another writer instead of failing at once
-            database = parsed.database
-            if database and database != ":memory:":
-                path = Path(database)
-                if create:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                elif not path.exists():
-                    raise NoStoreError(f"no store at {path}")
-        try:
-            self.engine: Engine = create_engine(url, connect_args=connect_args)
-        except (SQLAlchemyError, ImportError) as exc:
-            raise StoreError(f"cannot open store {redact(url)}: {exc}") from None
-        if sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self.engine: Engine = open_engine(
+            url,
+            create=create,
+            on_missing=lambda path: NoStoreError(f"no store at {path}"),
+            on_error=lambda message: StoreError(f"store: {message}"),
+        )
         self.metadata = MetaData()
         self.t = define(self.metadata)
         try:

@@ -39,6 +39,15 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 PRIORITIES = ("p1", "p2", "p3")
 SYSTEM = "retain"
+# The scores a case (and a moment) records from the rescoring that decided it.
+CASE_SCORES = (
+    "churn_probability",
+    "clv",
+    "value_at_risk",
+    "tier",
+    "churn_model_version",
+    "clv_model_version",
+)
 
 
 class CaseError(ValueError):
@@ -55,6 +64,31 @@ class CaseConflict(CaseError):
     """An invalid transition or a stale version (HTTP 409)."""
 
     status = 409
+
+
+def record_change(
+    conn: Connection,
+    store: Store,
+    case_id: int,
+    at: datetime,
+    actor: str,
+    from_status: str | None,
+    to_status: str,
+    note: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """One append-only `case_history` row."""
+    conn.execute(
+        insert(store.t.case_history).values(
+            case_id=case_id,
+            at=at,
+            actor=actor,
+            from_status=from_status,
+            to_status=to_status,
+            note=note,
+            detail=json.dumps(detail, default=str) if detail else None,
+        )
+    )
 
 
 def priority_for(value_at_risk: float, loop: LoopSettings) -> str:
@@ -115,7 +149,7 @@ def open_or_add(
     """Open a case for `opening`, or add it to the customer's open case for the same kind and
     reason. Returns (case id, "opened" | "added"). Runs in the caller's transaction, with the
     hand-off of a new case, so the case, its history and its hand-off commit together."""
-    cases, history = store.t.cases, store.t.case_history
+    cases = store.t.cases
     key = open_key(opening.customer_id, opening.kind, opening.reason)
     found = conn.execute(select(cases).where(cases.c.open_key == key)).mappings().first()
     if found is not None:
@@ -131,16 +165,16 @@ def open_or_add(
                 version=found["version"] + 1,
             )
         )
-        conn.execute(
-            insert(history).values(
-                case_id=found["id"],
-                at=now,
-                actor=SYSTEM,
-                from_status=found["status"],
-                to_status=found["status"],
-                note="another moment for the same reason",
-                detail=json.dumps({"moment": opening.trigger}, default=str),
-            )
+        record_change(
+            conn,
+            store,
+            found["id"],
+            now,
+            SYSTEM,
+            found["status"],
+            found["status"],
+            "another moment for the same reason",
+            {"moment": opening.trigger},
         )
         return found["id"], "added"
     priority = priority_for(float(opening.scores.get("value_at_risk") or 0.0), loop)
@@ -162,29 +196,19 @@ def open_or_add(
         "moments": 1,
         "escalations": 0,
         "open_key": key,
-        **{
-            k: opening.scores.get(k)
-            for k in (
-                "churn_probability",
-                "clv",
-                "value_at_risk",
-                "tier",
-                "churn_model_version",
-                "clv_model_version",
-            )
-        },
+        **{k: opening.scores.get(k) for k in CASE_SCORES},
     }
     case_id = conn.execute(insert(cases).values(values)).inserted_primary_key[0]
-    conn.execute(
-        insert(history).values(
-            case_id=case_id,
-            at=now,
-            actor=SYSTEM,
-            from_status=None,
-            to_status=OPEN,
-            note=opening.reason_text[:2000],
-            detail=json.dumps({"owner": owner, "priority": priority}, default=str),
-        )
+    record_change(
+        conn,
+        store,
+        case_id,
+        now,
+        SYSTEM,
+        None,
+        OPEN,
+        opening.reason_text[:2000],
+        {"owner": owner, "priority": priority},
     )
     enqueue_handoff(conn, store, case_id, "opened", now, case={"id": case_id, **values})
     return case_id, "opened"
@@ -251,15 +275,7 @@ def open_retention_cases(
                 counts["already"] += 1
                 continue
             scores = {
-                k: None if pd.isna(getattr(row, k, None)) else getattr(row, k)
-                for k in (
-                    "churn_probability",
-                    "clv",
-                    "value_at_risk",
-                    "tier",
-                    "churn_model_version",
-                    "clv_model_version",
-                )
+                k: None if pd.isna(getattr(row, k, None)) else getattr(row, k) for k in CASE_SCORES
             }
             reasons = [
                 r
@@ -388,7 +404,7 @@ class CaseBook:
             raise CaseError(f"unknown status {to!r}; expected one of {list(STATUSES)}")
         if not actor or not actor.strip():
             raise CaseError("a transition needs the name of who makes it (actor)")
-        c, h = self.store.t.cases, self.store.t.case_history
+        c = self.store.t.cases
         now = naive_utc(now)
         with self.store.engine.begin() as conn:
             row = conn.execute(select(c).where(c.c.id == case_id)).mappings().first()
@@ -436,24 +452,14 @@ class CaseBook:
             ).rowcount
             if changed != 1:
                 raise CaseConflict(f"case {case_id} changed meanwhile: read it again and retry")
-            conn.execute(
-                insert(h).values(
-                    case_id=case_id,
-                    at=now,
-                    actor=actor.strip(),
-                    from_status=current,
-                    to_status=to,
-                    note=note,
-                    detail=json.dumps(detail) if detail else None,
-                )
-            )
+            record_change(conn, self.store, case_id, now, actor.strip(), current, to, note, detail)
         return self.get(case_id)
 
     def escalate(self, *, now: datetime) -> dict[str, int]:
         """Escalate every active case past its due time (see `EscalationSettings`); expire those
         older than `expire_after_days`. Safe to run from cron: a case escalated once gets a new
         due time, so a second run at once finds nothing more to do."""
-        c, h = self.store.t.cases, self.store.t.case_history
+        c = self.store.t.cases
         now = naive_utc(now)
         rules = self.loop.escalation
         limit = now - timedelta(days=rules.expire_after_days)
@@ -478,15 +484,15 @@ class CaseBook:
                         .where(c.c.id == row["id"])
                         .values(**base, status=EXPIRED, closed_at=now, open_key=None)
                     )
-                    conn.execute(
-                        insert(h).values(
-                            case_id=row["id"],
-                            at=now,
-                            actor=SYSTEM,
-                            from_status=row["status"],
-                            to_status=EXPIRED,
-                            note=f"open longer than {rules.expire_after_days} days",
-                        )
+                    record_change(
+                        conn,
+                        self.store,
+                        row["id"],
+                        now,
+                        SYSTEM,
+                        row["status"],
+                        EXPIRED,
+                        f"open longer than {rules.expire_after_days} days",
                     )
                     counts["expired"] += 1
                     continue
@@ -506,21 +512,19 @@ class CaseBook:
                         escalations=row["escalations"] + 1,
                     )
                 )
-                conn.execute(
-                    insert(h).values(
-                        case_id=row["id"],
-                        at=now,
-                        actor=SYSTEM,
-                        from_status=row["status"],
-                        to_status=row["status"],
-                        note=f"escalated: overdue since {as_utc(row['due_at']):%Y-%m-%d %H:%M} UTC",
-                        detail=json.dumps(
-                            {
-                                "priority": {"from": row["priority"], "to": priority},
-                                "owner": {"from": row["owner"], "to": owner},
-                            }
-                        ),
-                    )
+                record_change(
+                    conn,
+                    self.store,
+                    row["id"],
+                    now,
+                    SYSTEM,
+                    row["status"],
+                    row["status"],
+                    f"escalated: overdue since {as_utc(row['due_at']):%Y-%m-%d %H:%M} UTC",
+                    {
+                        "priority": {"from": row["priority"], "to": priority},
+                        "owner": {"from": row["owner"], "to": owner},
+                    },
                 )
                 enqueue_handoff(conn, self.store, row["id"], "escalated", now)
                 counts["escalated"] += 1

@@ -22,28 +22,18 @@ from sqlalchemy.exc import IntegrityError
 from configs import Settings
 from features.inbox import read_inbox
 from serving.core.champions import Champions
+from serving.core.columns import SCORE_COLUMNS
 from serving.core.ranking import population_features
 from serving.core.scoring import score_frame
-from serving.loop.cases import RECOVERY, Opening, open_or_add
+from serving.loop.cases import CASE_SCORES, RECOVERY, Opening, open_or_add
 from serving.loop.history import History
 from serving.loop.moments import negative_moments
 from store import Store, naive_utc, plain
 
 # Just after the row: `as_of` is exclusive, and the row that triggered the rescoring must count.
 AFTER_ROW = pd.Timedelta(1, "us")
-SCORE_KEYS = (
-    "churn_probability",
-    "clv",
-    "clv_low",
-    "clv_high",
-    "value_at_risk",
-    "tier",
-    "reason_1",
-    "reason_2",
-    "reason_3",
-    "churn_model_version",
-    "clv_model_version",
-)
+# What a rescoring stores in the score history: the ranked list's columns after the segment.
+SCORE_KEYS = SCORE_COLUMNS[2:]
 # What a moment's decision can be.
 OPENED, ADDED, HELD_OUT = "opened", "added", "held_out"
 NOT_SCORED, EXCLUDED, NOT_QUALIFIED = "not_scored", "excluded", "not_qualified"
@@ -315,17 +305,7 @@ def _decide(conn, store, history, settings, name, row, m, scores, now, state: _S
         "held_out": outcome == HELD_OUT,
         "draw": draw,
         "case_id": case_id,
-        **{
-            k: plain(s[k]) if scored else None
-            for k in (
-                "churn_probability",
-                "clv",
-                "value_at_risk",
-                "tier",
-                "churn_model_version",
-                "clv_model_version",
-            )
-        },
+        **{k: plain(s[k]) if scored else None for k in CASE_SCORES},
     }
     decided = {
         "row_id": row_id,

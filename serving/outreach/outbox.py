@@ -10,7 +10,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from sqlalchemy import (
     Column,
@@ -24,13 +23,12 @@ from sqlalchemy import (
     Table,
     Text,
     case,
-    create_engine,
     func,
     inspect,
     select,
     update,
 )
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from configs import OutreachSettings, Settings
@@ -45,8 +43,8 @@ from serving.outreach.policy import (
     NoOutboxError,
     OutreachError,
     Selection,
-    utc,
 )
+from store import naive_utc, open_engine, plain, redact
 
 
 def _tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -100,26 +98,6 @@ def _tables(metadata: MetaData) -> tuple[Table, Table]:
     return runs, outbox
 
 
-def _naive_utc(ts: pd.Timestamp | datetime) -> datetime:
-    return utc(ts).tz_localize(None).to_pydatetime()
-
-
-def redact(url: str) -> str:
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL at all; the caller reports it
-        return url
-
-
-def _value(v: Any) -> Any:
-    """A cell as a plain Python value for the database (NaN and NA -> None)."""
-    if v is None or (not isinstance(v, str) and pd.isna(v)):
-        return None
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
-
-
 class Outbox:
     """The durable outbox: SQLAlchemy Core tables on any database (SQLite by default).
 
@@ -129,26 +107,14 @@ class Outbox:
 
     def __init__(self, url: str, *, create: bool = True) -> None:
         self.url = url
-        try:
-            parsed = make_url(url)
-        except Exception as exc:
-            raise OutreachError(f"outbox URL {url!r} is not a SQLAlchemy URL: {exc}") from None
-        connect_args: dict[str, Any] = {}
-        if parsed.get_backend_name() == "sqlite":
-            connect_args["timeout"] = 30  # wait for another writer instead of failing at once
-            database = parsed.database
-            if database and database != ":memory:":
-                path = Path(database)
-                if create:
-                    path.parent.mkdir(parents=True, exist_ok=True)
-                elif not path.exists():
-                    raise NoOutboxError(
-                        f"no outbox at {path}; run `retain outreach run` first or give --outbox-url"
-                    )
-        try:
-            self.engine: Engine = create_engine(url, connect_args=connect_args)
-        except (SQLAlchemyError, ImportError) as exc:
-            raise OutreachError(f"cannot open outbox {redact(url)}: {exc}") from None
+        self.engine: Engine = open_engine(
+            url,
+            create=create,
+            on_missing=lambda path: NoOutboxError(
+                f"no outbox at {path}; run `retain outreach run` first or give --outbox-url"
+            ),
+            on_error=lambda message: OutreachError(f"outbox: {message}"),
+        )
         self.metadata = MetaData()
         self.runs, self.outbox = _tables(self.metadata)
         try:
@@ -176,7 +142,7 @@ class Outbox:
     def customers_in_cooldown(self, as_of: pd.Timestamp, cooldown_days: int) -> set[str]:
         if cooldown_days <= 0:
             return set()
-        centre = _naive_utc(as_of)
+        centre = naive_utc(as_of)
         gap = timedelta(days=cooldown_days)
         o = self.outbox
         query = select(o.c.customer_id).where(o.c.as_of > centre - gap, o.c.as_of < centre + gap)
@@ -200,7 +166,7 @@ class Outbox:
         """Write the run and its rows in one transaction. False when the run was already recorded
         (by an earlier or a concurrent process): nothing is written then."""
         rows = selection.rows
-        as_of = _naive_utc(selection.as_of)
+        as_of = naive_utc(selection.as_of)
         versions = {
             col: _first(rows[col]) if len(rows) else None
             for col in ("churn_model_version", "clv_model_version")
@@ -217,7 +183,7 @@ class Outbox:
         columns = [c.name for c in self.outbox.columns if c.name in rows.columns]
         records = [
             {
-                **{c: _value(v) for c, v in zip(columns, values, strict=True)},
+                **{c: plain(v) for c, v in zip(columns, values, strict=True)},
                 "run_id": selection.run_id,
                 "as_of": as_of,
                 "campaign": selection.campaign,
@@ -286,7 +252,7 @@ class Outbox:
                 .values(
                     status=SENT,
                     channel=channel,
-                    delivered_at=_naive_utc(delivered_at),
+                    delivered_at=naive_utc(delivered_at),
                     last_error=None,
                 )
             )
