@@ -151,9 +151,10 @@ def serve(
     ] = None,
     config: ConfigOption = None,
 ) -> None:
-    """Start the HTTP service (BentoML): POST /score and /at_risk with an API key, /healthz and
-    /readyz without. Checks the champion models first; keys come from RETAIN_API_KEYS, else
-    from a key file created on first use (the key is printed that once)."""
+    """Start the HTTP service (BentoML): POST /score, /at_risk, /events, /feedback and the case
+    routes (/cases/...) with an API key, /healthz and /readyz without. Checks the champion models
+    first; keys come from RETAIN_API_KEYS, else from a key file created on first use (the key is
+    printed that once). Ingestion and cases need --data to hold the contract tables."""
     import os
     import sys
 
