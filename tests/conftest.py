@@ -24,3 +24,115 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
         else:
             item.add_marker(pytest.mark.unit)
+
+
+# -- a real PostgreSQL server ---------------------------------------------------------------------
+
+import glob  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import tempfile  # noqa: E402
+import uuid  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+INSTALL_POSTGRES = "install it with `apt-get update && apt-get install -y postgresql`"
+
+
+def _pg_bin() -> Path | None:
+    found = shutil.which("pg_ctl")
+    if found:
+        return Path(found).resolve().parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return Path(versions[-1]).parent if versions else None
+
+
+def _no_server(reason: str):
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"PostgreSQL is needed under CI=true: {reason}")
+    pytest.skip(f"no PostgreSQL server: {reason}; {INSTALL_POSTGRES}")
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A throwaway PostgreSQL server (initdb + pg_ctl in a temporary folder, trust auth on
+    127.0.0.1), as an unprivileged user: `postgres` when the tests run as root. Yields the
+    base URL; skipped without a server (failed under CI=true)."""
+    bin_dir = _pg_bin()
+    if bin_dir is None:
+        _no_server("pg_ctl not found")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        _no_server("the psycopg driver is not installed")
+    root = Path(tempfile.mkdtemp(prefix="retain-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            _no_server("running as root and there is no `postgres` user to run the server as")
+        os.chown(root, user.pw_uid, user.pw_gid)
+        os.chown(sock, user.pw_uid, user.pw_gid)
+        prefix = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def run(*args: str) -> None:
+        done = subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=120)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args[:2])} failed: {done.stderr[-2000:]}")
+
+    run(str(bin_dir / "initdb"), "-D", str(data), "-U", "retain", "--auth=trust", "-E", "UTF8")
+    options = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+    run(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-o",
+        options,
+        "-l",
+        str(root / "log"),
+        "-w",
+        "start",
+    )
+    try:
+        yield f"postgresql+psycopg://retain@127.0.0.1:{port}"
+    finally:
+        subprocess.run(
+            [*prefix, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server):
+    """A fresh, empty database on the session's server; dropped afterwards."""
+    import sqlalchemy as sa
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(f"{postgres_server}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"{postgres_server}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """The store's URL on each database the store supports: SQLite, and a real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store' / 'retain.db'}"
+    return request.getfixturevalue("postgres_url")

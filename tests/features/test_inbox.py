@@ -19,8 +19,8 @@ NOW = pd.Timestamp("2026-01-02 08:00", tz="UTC")
 
 
 @pytest.fixture
-def db(tmp_path):
-    with Store(f"sqlite:///{tmp_path / 'store' / 'retain.db'}") as store:
+def db(store_url):
+    with Store(store_url) as store:
         yield store
 
 

@@ -129,8 +129,8 @@ def test_negative_moments_follow_the_configured_rules():
 
 
 @pytest.fixture
-def db(tmp_path):
-    with Store(f"sqlite:///{tmp_path / 'retain.db'}") as s:
+def db(store_url):
+    with Store(store_url) as s:
         yield s
 
 
@@ -261,11 +261,11 @@ def test_the_holdout_draw_is_reproducible_and_uniform():
 
 
 @pytest.fixture
-def loop_world(tmp_path, trained_world, champions, world_tables):
+def loop_world(tmp_path, trained_world, champions, world_tables, store_url):
     data = tmp_path / "data"
     shutil.copytree(trained_world.data_dir, data)
     settings = trained_world.settings
-    store = Store(f"sqlite:///{data / 'store' / 'retain.db'}")
+    store = Store(store_url)
     clock = {"now": NOW}
 
     def make(webhook_url=""):
