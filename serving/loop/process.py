@@ -1,6 +1,7 @@
 """The loop's one step: take the inbox rows the loop has not handled yet, rescore each of their
 customers at once with the champion models (from the whole history as of just after the
-customer's newest row), find the negative moments among the rows, decide for each whether it
+customer's newest row; `rescore_times` puts customers whose rows arrived within
+`loop.rescore_window_s` together), find the negative moments among the rows, decide for each whether it
 opens a case, joins an open one, is held out or does not qualify, and commit all of it - score
 history, moments, cases, their history and hand-offs, and the rows marked handled - in one
 transaction. A process killed at any point therefore leaves the rows unhandled (done again, with
