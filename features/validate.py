@@ -246,9 +246,9 @@ def _customers(raw: pd.DataFrame):
     return kept, quarantined, report
 
 
-def _events(raw: pd.DataFrame, known: pd.Index):
+def _events(raw: pd.DataFrame, known: pd.Index, ids: pd.Series | None = None):
     n = len(raw)
-    ids = _ids(raw["customer_id"])
+    ids = _ids(raw["customer_id"]) if ids is None else ids
     cust, unknown = _customer_categorical(ids, known)
     ts, bad_ts = _timestamps(raw["ts"])
     channel = _labels(raw["channel"])
@@ -304,9 +304,9 @@ def _events(raw: pd.DataFrame, known: pd.Index):
     return _split("events", raw, clean, reason)
 
 
-def _feedback(raw: pd.DataFrame, known: pd.Index):
+def _feedback(raw: pd.DataFrame, known: pd.Index, ids: pd.Series | None = None):
     n = len(raw)
-    ids = _ids(raw["customer_id"])
+    ids = _ids(raw["customer_id"]) if ids is None else ids
     cust, unknown = _customer_categorical(ids, known)
     ts, bad_ts = _timestamps(raw["ts"])
     survey = _labels(raw["survey"])
@@ -481,15 +481,16 @@ def check_rows(name: str, raw: pd.DataFrame, known: pd.Index) -> CheckedRows:
         )
     # Only the batch's own known customers as categories: the same verdicts as against the
     # whole book, without categoricals (and hashes) the size of a million-customer book.
-    present = pd.Index(_ids(raw["customer_id"]).dropna().astype(str).unique(), dtype=object)
+    ids = _ids(raw["customer_id"])
+    present = pd.Index(ids.dropna().astype(str).unique(), dtype=object)
     if not isinstance(known, pd.Index):
         known = pd.Index(known)
     # (the same Index object each call keeps its hash table: a lookup, not a rebuild)
     known = present[known.get_indexer(present) >= 0]
     if name == "events":
-        kept, quarantined, _ = _events(raw, known)
+        kept, quarantined, _ = _events(raw, known, ids)
     else:
-        kept, quarantined, _ = _feedback(raw[[c for c in raw.columns if c in allowed]], known)
+        kept, quarantined, _ = _feedback(raw[[c for c in raw.columns if c in allowed]], known, ids)
     bad = np.zeros(n, dtype=bool)
     reason = np.full(n, "", dtype=object)
     bad[quarantined["row_number"].to_numpy()] = True

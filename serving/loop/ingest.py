@@ -83,7 +83,7 @@ def ingest_rows(
         received_at=received,
         source=source,
     )
-    items = raw.to_dict(orient="records")
+    items = raw.to_dict(orient="records") if len(checked.rejected) else []
     rejected = [
         {"item": int(r.item), "field": r.field, "reason": r.reason}
         for r in checked.rejected.itertuples(index=False)

@@ -96,7 +96,7 @@ def rescore(
         parts.append(scores)
     if not parts:
         return pd.DataFrame(columns=[*SCORE_KEYS, "as_of"])
-    out = pd.concat(parts)
+    out = pd.concat(parts) if len(parts) > 1 else parts[0]
     out.index = out.index.astype(str)
     return out
 
