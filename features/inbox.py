@@ -89,11 +89,16 @@ def inbox_records(
 
 
 def read_inbox(
-    store: Store, *, processed: bool | None = None, limit: int | None = None
+    store: Store,
+    *,
+    processed: bool | None = None,
+    limit: int | None = None,
+    after: dict[str, int] | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The inbox as raw contract rows per table (`event_id` = the row id, extras expanded,
     `ts` UTC), in arrival order, with `seq`. `processed` True (False) keeps only the rows the
-    loop has (has not yet) handled; `limit` caps the rows per table."""
+    loop has (has not yet) handled; `limit` caps the rows per table; `after` keeps the rows
+    whose `seq` is above the given one per table."""
     out: dict[str, pd.DataFrame] = {}
     for name in INBOX_COLUMNS:
         t = store.t.inbox(name)
@@ -102,6 +107,8 @@ def read_inbox(
             query = query.where(t.c.processed_at.is_not(None))
         elif processed is False:
             query = query.where(t.c.processed_at.is_(None))
+        if after is not None:
+            query = query.where(t.c.seq > after.get(name, 0))
         if limit is not None:
             query = query.limit(limit)
         with store.engine.connect() as conn:

@@ -163,9 +163,7 @@ class LoopCore:
             raise Refused(503, f"the inbox cannot take rows now: {exc}") from None
         if result.new_ids and self.crash_after_commit:
             os.kill(os.getpid(), signal.SIGKILL)
-        if result.new_ids:
-            self.history.add(table, *result.new_rows())
-        handled = self.step()
+        handled = self.step()  # its first act: the history catches up with the inbox
         mine = set(result.accepted_ids.values())
         customers = set(result.kept["customer_id"].astype(str)) if len(result.kept) else set()
         return IngestResponse(

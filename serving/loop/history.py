@@ -58,6 +58,8 @@ class History:
             for name, frame in (("events", tables.events), ("feedback", tables.feedback))
         }
         self._lock = threading.Lock()
+        # The newest inbox row (by `seq`, per table) this history holds: `catch_up` reads on.
+        self.seen_seq: dict[str, int] = {"events": 0, "feedback": 0}
 
     @property
     def known(self) -> pd.Index:
@@ -95,6 +97,22 @@ class History:
             # Plain records: a few rows per customer, put together per request in one go.
             for record in part.to_dict(orient="records"):
                 self._added[name][str(record["customer_id"])].append(record)
+
+    def catch_up(self, store) -> int:
+        """Add the inbox rows that arrived after the newest this history holds, whoever wrote
+        them (this process, `retain ingest`, another replica), so every rescoring sees the whole
+        history; returns how many rows were new here."""
+        from features.inbox import read_inbox
+
+        added = 0
+        for name, rows in read_inbox(store, after=self.seen_seq).items():
+            if not len(rows):
+                continue
+            before = len(self._seen[name])
+            self.add(name, rows.drop(columns=["seq", "row_id"]), rows["event_id"].tolist())
+            added += len(self._seen[name]) - before
+            self.seen_seq[name] = max(self.seen_seq[name], int(rows["seq"].max()))
+        return added
 
     def tables_of(self, customer_ids: list[str]) -> Tables:
         """The given customers' rows (tables and rows added since) as contract `Tables`."""
@@ -172,5 +190,9 @@ def read_history(source, store) -> History:
     from features.sources import read_source
     from features.validate import validate
 
-    raw, _ = with_inbox(read_source(source), read_inbox(store))
-    return History(validate(raw).tables)
+    inbox = read_inbox(store)
+    raw, _ = with_inbox(read_source(source), inbox)
+    history = History(validate(raw).tables)
+    for name, rows in inbox.items():
+        history.seen_seq[name] = int(rows["seq"].max()) if len(rows) else 0
+    return history

@@ -38,16 +38,6 @@ class IngestResult:
     new_ids: list[str] = field(default_factory=list)
     kept: pd.DataFrame = field(default_factory=pd.DataFrame, repr=False)  # checked rows, `item`
 
-    def new_rows(self) -> tuple[pd.DataFrame, list[str]]:
-        """The checked rows this batch stored, and their ids (what a live history appends)."""
-        new = set(self.new_ids)
-        ids = [self.accepted_ids[int(i)] for i in self.kept["item"]] if len(self.kept) else []
-        keep = [k for k, rid in enumerate(ids) if rid in new]
-        # One row per id: the first of a batch that repeated one.
-        seen: set[str] = set()
-        keep = [k for k in keep if not (ids[k] in seen or seen.add(ids[k]))]
-        return self.kept.iloc[keep], [ids[k] for k in keep]
-
     def reconciles(self) -> bool:
         return self.received == self.stored + self.duplicates + len(self.rejected)
 

@@ -113,6 +113,7 @@ def process_pending(
 ) -> Handled:
     """One step of the loop over the inbox rows not yet handled (at most `limit` per table)."""
     now = naive_utc(now)
+    history.catch_up(store)  # rows other writers (retain ingest, other replicas) stored since
     pending = read_inbox(store, processed=False, limit=limit)
     rows = {name: frame for name, frame in pending.items() if len(frame)}
     handled = Handled()

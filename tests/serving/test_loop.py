@@ -445,3 +445,27 @@ def test_customers_are_rescored_together_within_the_window_and_exactly_without_i
     }
     exact = rescore_times(newest, 0)
     assert all(len(ids) == 1 and newest[ids[0]] + AFTER_ROW == k for k, ids in exact.items())
+
+
+def test_rows_another_writer_stored_reach_this_history_before_its_next_rescoring(
+    loop_world, world_features, champions
+):
+    make, store, clock, data = loop_world
+    service = make()
+    other = make()  # as `retain ingest` or a second replica: its own history, the same store
+    cid = _valuable(world_features, champions, service.settings)[5]
+    row = {
+        "customer_id": cid,
+        "ts": "2026-01-01T13:00:00Z",
+        "channel": "store",
+        "event_type": "purchase",
+        "amount": 321.0,
+        "event_id": "elsewhere-1",
+    }
+    other.ingest("events", [row])
+    before = service.history.tables_of([cid]).events
+    assert "event_id" not in before or not (before["event_id"] == "elsewhere-1").any()
+    service.ingest("feedback", [detractor(cid, "here-1")])  # its step catches up first
+    events = service.history.tables_of([cid]).events
+    assert (events["event_id"] == "elsewhere-1").sum() == 1
+    assert service.history.catch_up(store) == 0  # nothing new, nothing added twice
