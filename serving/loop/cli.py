@@ -102,10 +102,12 @@ def ingest(
     settings = settings_from(config)
     progress = Progress()
     url = store or store_url(settings, data)
-    known = read_tables(data, progress, settings).tables.customers["customer_id"]
     import pandas as pd
 
-    known = pd.Index(known.astype(str))
+    # Read once: the known customers for the checks, and the history the loop's step starts
+    # from (it catches up with the rows stored below by itself).
+    tables = read_tables(data, progress, settings).tables
+    known = pd.Index(tables.customers["customer_id"].astype(str))
     with Store(url) as db:
         for path in files:
             name = _table_of(path, table)
@@ -131,10 +133,10 @@ def ingest(
                 f"stored, {totals['duplicates']:,} already in the inbox, {totals['rejected']:,} "
                 f"rejected{kept}"
             )
-        _run_loop(db, data, settings, progress)
+        _run_loop(db, data, tables, settings, progress)
 
 
-def _run_loop(db, data: str, settings, progress: Progress) -> None:
+def _run_loop(db, data: str, tables, settings, progress: Progress) -> None:
     from serving.loop.handoff import drop_dir, hand_off, webhook_url
     from serving.loop.history import History
     from serving.loop.process import process_pending
@@ -148,7 +150,7 @@ def _run_loop(db, data: str, settings, progress: Progress) -> None:
             err=True,
         )
         return
-    history = History(read_tables(data, progress, settings).tables)
+    history = History(tables)
     handled = process_pending(db, history, models, settings, now=utc_now(), progress=progress)
     by_outcome: dict[str, int] = {}
     for m in handled.moments:
