@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from features.contract import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from store import Store, naive_utc, plain
@@ -35,6 +35,11 @@ def row_ids(kept: pd.DataFrame, name: str) -> np.ndarray:
     """Each checked row's id: its `event_id` when given, else `h:` and 32 hex digits of two
     64-bit hashes of its normalised values (so the same row sent twice, in any time zone or
     letter case the contract normalises, gets the same id)."""
+    if "event_id" in kept.columns:
+        given = kept["event_id"].astype(object).to_numpy()
+        present = np.array([v is not None and not pd.isna(v) for v in given], dtype=bool)
+        if present.all():  # nothing to hash (the usual case for a client that sends ids)
+            return given.astype(object)
     contract = (*REQUIRED_COLUMNS[name], *OPTIONAL_COLUMNS[name])
     content = [c for c in kept.columns if c not in ("event_id", "item")]
     content = [c for c in contract if c in content] + sorted(
@@ -61,8 +66,6 @@ def row_ids(kept: pd.DataFrame, name: str) -> np.ndarray:
     hashed = np.array([f"h:{x:016x}{y:016x}" for x, y in zip(a, b, strict=True)], dtype=object)
     if "event_id" not in kept.columns:
         return hashed
-    given = kept["event_id"].astype(object).to_numpy()
-    present = np.array([v is not None and not pd.isna(v) for v in given], dtype=bool)
     return np.where(present, given, hashed).astype(object)
 
 
@@ -94,11 +97,14 @@ def read_inbox(
     processed: bool | None = None,
     limit: int | None = None,
     after: dict[str, int] | None = None,
+    or_pending: bool = False,
 ) -> dict[str, pd.DataFrame]:
     """The inbox as raw contract rows per table (`event_id` = the row id, extras expanded,
     `ts` UTC), in arrival order, with `seq`. `processed` True (False) keeps only the rows the
     loop has (has not yet) handled; `limit` caps the rows per table; `after` keeps the rows
-    whose `seq` is above the given one per table."""
+    whose `seq` is above the given one per table. With `or_pending`, `after` keeps those and
+    every row not handled yet, and a `pending` column tells which are which: the loop's step
+    reads what is new to its history and what it has to handle in one query."""
     out: dict[str, pd.DataFrame] = {}
     for name in INBOX_COLUMNS:
         t = store.t.inbox(name)
@@ -108,12 +114,15 @@ def read_inbox(
         elif processed is False:
             query = query.where(t.c.processed_at.is_(None))
         if after is not None:
-            query = query.where(t.c.seq > after.get(name, 0))
+            newer = t.c.seq > after.get(name, 0)
+            query = query.where(or_(newer, t.c.processed_at.is_(None)) if or_pending else newer)
         if limit is not None:
             query = query.limit(limit)
         with store.engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         out[name] = _raw_rows(name, rows)
+        if or_pending:
+            out[name]["pending"] = np.array([r["processed_at"] is None for r in rows], dtype=bool)
     return out
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 from pandas.api import types as ptypes
+from pandas.tseries.api import guess_datetime_format
 
 from features.contract import (
     CHANNELS,
@@ -57,6 +58,9 @@ class ValidationResult:
             for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
                 lines.append(f"{'':<12}{count:>10,}  {reason}")
         return "\n".join(lines)
+
+
+_FORMAT_SAMPLE = 20  # values looked at to guess a timestamp column's format
 
 
 # Parsing helpers: each returns the parsed column and a mask of values present but unparseable.
@@ -118,9 +122,16 @@ def _timestamps(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
         return out.astype("datetime64[ns, UTC]"), np.zeros(len(s), dtype=bool)
     present = s.notna().to_numpy()
     text = s.astype("string")
-    # Fast path infers one format from the data; values in another format get a second,
-    # slower per-value parse rather than being quarantined.
-    out = pd.to_datetime(text, utc=True, errors="coerce")
+    # Fast path: one format for the column, guessed from its first values that look like a time
+    # (pandas guesses from the first value only, and a bad first value made it parse every value
+    # on its own, slowly); values in another format get a second, per-value parse rather than
+    # being quarantined.
+    guesses = (guess_datetime_format(str(v)) for v in text[present][:_FORMAT_SAMPLE])
+    fmt = next((f for f in guesses if f is not None), None)
+    if fmt is None:
+        out = pd.to_datetime(text, utc=True, errors="coerce")
+    else:
+        out = pd.to_datetime(text, utc=True, errors="coerce", format=fmt)
     retry = present & out.isna().to_numpy()
     if retry.any():
         out[retry] = pd.to_datetime(text[retry], utc=True, errors="coerce", format="mixed")

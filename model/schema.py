@@ -124,14 +124,23 @@ def feature_matrix(X: pd.DataFrame, schema: FeatureSchema) -> np.ndarray:
     NaN, extra ones ignored), numbers as float64, categoricals as their code among the training
     levels (NaN when missing or unseen, which LightGBM treats as missing)."""
     check_frame(X, schema)
-    out = np.empty((len(X), len(schema.columns)), dtype=np.float64)
-    for j, col in enumerate(schema.columns):
-        if col not in X.columns:
-            out[:, j] = np.nan
-        elif col in schema.categories:
-            out[:, j] = _category_codes(X[col], schema.categories[col])
+    out = np.full((len(X), len(schema.columns)), np.nan, dtype=np.float64)
+    position = {col: j for j, col in enumerate(schema.columns)}
+    dtypes = X.dtypes
+    numeric = []
+    for col in schema.columns:
+        if col not in dtypes.index:
+            continue
+        if col in schema.categories:
+            out[:, position[col]] = _category_codes(X[col], schema.categories[col])
+        elif isinstance(dtypes[col], np.dtype) and dtypes[col].kind in "fiub":
+            numeric.append(col)
         else:
-            out[:, j] = _as_float(X[col], col)
+            out[:, position[col]] = _as_float(X[col], col)
+    if numeric:
+        # One copy of all the plain numeric columns: column by column cost ~0.1 ms each, which
+        # dominated scoring one customer (the real-time loop).
+        out[:, [position[c] for c in numeric]] = X[numeric].to_numpy(dtype=np.float64)
     return out
 
 

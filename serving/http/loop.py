@@ -41,6 +41,9 @@ from store import Store, StoreError
 
 logger = logging.getLogger("retain.service")
 RETRY_HANDOFF_S = 30.0
+# After a wake-up the thread waits this long for more cases before it delivers: one delivery
+# transaction per burst, not one per case competing with ingestion for the store's write lock.
+GATHER_HANDOFF_S = 0.2
 
 
 def score_of(record: dict[str, Any], segment: str) -> Score:
@@ -61,7 +64,8 @@ def score_of(record: dict[str, Any], segment: str) -> Score:
 
 class HandoffThread:
     """Delivers pending hand-offs in the background: woken after each step that opened or
-    escalated a case, and every RETRY_HANDOFF_S seconds for what a receiver refused before."""
+    escalated a case (then gathering for GATHER_HANDOFF_S), and every RETRY_HANDOFF_S seconds
+    for what a receiver refused before."""
 
     def __init__(self, run: Callable[[], Any]) -> None:
         self._run = run
@@ -79,7 +83,8 @@ class HandoffThread:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            self._wake.wait(RETRY_HANDOFF_S)
+            if self._wake.wait(RETRY_HANDOFF_S) and not self._stop.is_set():
+                self._stop.wait(GATHER_HANDOFF_S)
             self._wake.clear()
             if self._stop.is_set():
                 return

@@ -43,6 +43,11 @@ class History:
     def __init__(self, tables: Tables) -> None:
         self.tables = tables
         self._ids = pd.Index(tables.customers["customer_id"].astype(str))
+        # Segment and region of every customer as plain text (None when missing): a case reads
+        # them per moment, and a row of the customers frame cost a millisecond each.
+        self._attributes = {
+            c: _Attribute(tables.customers.get(c), len(self._ids)) for c in ("segment", "region")
+        }
         self._events = _Grouped(tables.events)
         self._feedback = _Grouped(tables.feedback)
         self._churn = _Grouped(tables.churn)
@@ -68,10 +73,7 @@ class History:
 
     def segment_and_region(self, customer_id: str) -> dict[str, str | None]:
         pos = self._ids.get_loc(customer_id)
-        row = self.tables.customers.iloc[pos]
-        return {
-            c: (None if pd.isna(row.get(c)) else str(row.get(c))) for c in ("segment", "region")
-        }
+        return {c: values[pos] for c, values in self._attributes.items()}
 
     def add(self, name: str, rows: pd.DataFrame, ids: list[str]) -> None:
         """Append checked rows (as `check_rows` keeps them) with their row ids; a row id seen
@@ -104,12 +106,19 @@ class History:
         history; returns how many rows were new here."""
         from features.inbox import read_inbox
 
+        return self.add_inbox(read_inbox(store, after=self.seen_seq))
+
+    def add_inbox(self, inbox: dict[str, pd.DataFrame]) -> int:
+        """`catch_up` on inbox rows already read (`read_inbox`, with `seq`): the rows above the
+        newest this history holds are added; returns how many were new here."""
         added = 0
-        for name, rows in read_inbox(store, after=self.seen_seq).items():
+        for name, rows in inbox.items():
+            rows = rows[rows["seq"] > self.seen_seq[name]] if len(rows) else rows
             if not len(rows):
                 continue
             before = len(self._seen[name])
-            self.add(name, rows.drop(columns=["seq", "row_id"]), rows["event_id"].tolist())
+            content = rows.drop(columns=["seq", "row_id", "pending"], errors="ignore")
+            self.add(name, content, rows["event_id"].tolist())
             added += len(self._seen[name]) - before
             self.seen_seq[name] = max(self.seen_seq[name], int(rows["seq"].max()))
         return added
@@ -135,6 +144,23 @@ class History:
         return replace(
             self.tables, customers=customers, events=events, feedback=feedback, churn=churn
         )
+
+
+class _Attribute:
+    """One text attribute of every customer as codes into its few distinct values (a segment, a
+    region): a lookup by position gives the text, or None when missing."""
+
+    def __init__(self, s: pd.Series | None, n: int) -> None:
+        if s is None:
+            self.codes, self.values = np.full(n, -1, dtype=np.int8), []
+            return
+        values = s if isinstance(s.dtype, pd.CategoricalDtype) else s.astype("category")
+        self.codes = values.cat.codes.to_numpy()
+        self.values = [str(v) for v in values.cat.categories]
+
+    def __getitem__(self, pos: int) -> str | None:
+        code = int(self.codes[pos])
+        return None if code < 0 else self.values[code]
 
 
 def _new_codes(old: np.ndarray, codes: np.ndarray) -> np.ndarray:

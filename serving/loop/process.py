@@ -113,9 +113,15 @@ def process_pending(
 ) -> Handled:
     """One step of the loop over the inbox rows not yet handled (at most `limit` per table)."""
     now = naive_utc(now)
-    history.catch_up(store)  # rows other writers (retain ingest, other replicas) stored since
-    pending = read_inbox(store, processed=False, limit=limit)
-    rows = {name: frame for name, frame in pending.items() if len(frame)}
+    # One read: the rows new to the history (whoever stored them: this process, retain ingest,
+    # another replica) and the rows not handled yet (mostly the same ones).
+    read = read_inbox(store, after=history.seen_seq, or_pending=True, limit=limit)
+    history.add_inbox(read)
+    rows = {
+        name: frame.loc[frame["pending"]].drop(columns="pending").reset_index(drop=True)
+        for name, frame in read.items()
+        if frame["pending"].any()
+    }
     handled = Handled()
     if not rows:
         return handled

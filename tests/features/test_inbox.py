@@ -242,3 +242,33 @@ def test_readers_never_create_a_store(tmp_path):
     with pytest.raises(NoStoreError, match="no store at"):
         Store(f"sqlite:///{tmp_path / 'nothing' / 'retain.db'}", create=False)
     assert not (tmp_path / "nothing").exists()
+
+
+def test_the_loops_read_gives_rows_above_a_seq_and_every_row_not_handled_yet(db):
+    from sqlalchemy import update
+
+    raw = events(
+        *(
+            {
+                "customer_id": "a",
+                "ts": f"2026-01-01T10:0{i}:00Z",
+                "channel": "web",
+                "event_type": "visit",
+                "event_id": f"v{i}",
+            }
+            for i in range(4)
+        )
+    )
+    ingest_rows(db, "events", raw, KNOWN, received_at=NOW, source="test")
+    t = db.t.inbox_events
+    with db.engine.begin() as conn:  # v0 and v2 handled; v1 not (a step that died)
+        conn.execute(update(t).where(t.c.row_id.in_(["v0", "v2"])).values(processed_at=NOW))
+    stored = read_inbox(db)["events"]
+    seqs = dict(zip(stored["row_id"], stored["seq"], strict=True))
+    read = read_inbox(db, after={"events": seqs["v2"]}, or_pending=True)["events"]
+    assert read["row_id"].tolist() == ["v1", "v3"]
+    assert read["pending"].tolist() == [True, True]
+    read = read_inbox(db, after={"events": seqs["v0"]}, or_pending=True)["events"]
+    assert read["row_id"].tolist() == ["v1", "v2", "v3"]
+    assert read["pending"].tolist() == [True, False, True]
+    assert "pending" not in read_inbox(db, after={"events": 0})["events"].columns

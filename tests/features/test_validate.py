@@ -212,3 +212,21 @@ def test_missing_required_table():
     raw["events"] = None
     with pytest.raises(ContractError, match="required table 'events' is missing"):
         validate(raw)
+
+
+def test_a_bad_first_timestamp_is_rejected_alone_and_the_format_still_comes_from_the_rest():
+    import warnings
+
+    from features.validate import _timestamps
+
+    s = pd.Series(["not a time", "2026-12-02T05:00:00Z", None, "2026-12-02T06:00:00+01:00"])
+    with warnings.catch_warnings():
+        # pandas warns "Could not infer format" when it falls back to parsing value by value
+        warnings.simplefilter("error")
+        out, bad = _timestamps(s)
+    assert bad.tolist() == [True, False, False, False]
+    assert pd.isna(out.iloc[0]) and pd.isna(out.iloc[2])
+    assert out.iloc[1] == out.iloc[3] == pd.Timestamp("2026-12-02 05:00", tz="UTC")
+    # another format after the guessed one is parsed on its own, not rejected
+    out, bad = _timestamps(pd.Series(["2026-12-02T05:00:00Z", "12/03/2026 08:26"]))
+    assert not bad.any() and out.iloc[1] == pd.Timestamp("2026-12-03 08:26", tz="UTC")

@@ -210,6 +210,21 @@ def test_feature_matrix_matches_a_frame_to_the_training_schema():
     pd.testing.assert_frame_equal(scoring, before)
 
 
+def test_feature_matrix_reads_nullable_numbers_and_booleans_with_missing_values_as_nan():
+    schema = FeatureSchema(columns=("n", "flag", "x"), categories={})
+    frame = pd.DataFrame(
+        {
+            "x": [0.5, 1.5],
+            "n": pd.array([3, None], dtype="Int64"),
+            "flag": pd.array([None, True], dtype="boolean"),
+        }
+    )
+    M = feature_matrix(frame, schema)
+    assert M[0, 0] == 3.0 and np.isnan(M[1, 0])
+    assert np.isnan(M[0, 1]) and M[1, 1] == 1.0
+    assert M[:, 2].tolist() == [0.5, 1.5]
+
+
 def test_feature_matrix_maps_categoricals_by_value_not_by_code():
     schema = FeatureSchema.from_frame(_mixed_frame())
     # The same levels in another order: codes differ, values must not.
