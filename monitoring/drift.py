@@ -36,7 +36,9 @@ importing `monitoring` must stay cheap.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
@@ -64,9 +66,9 @@ class DriftResult:
     """What `detect_drift` found. `columns` and `predictions` are indexed by column name and have
     the `DRIFT_COLUMNS`; `columns` is sorted by score over threshold, highest first."""
 
-    drift_share: float  # drifted / tested feature columns; NaN when none could be tested
+    drift_share: float  # drifted / tested feature columns, ageing ones left out; NaN when none
     drift_share_threshold: float
-    drifted_columns: list[str]  # highest score (relative to its threshold) first
+    drifted_columns: list[str]  # not ageing, highest score (relative to its threshold) first
     columns: pd.DataFrame
     predictions: pd.DataFrame  # churn_probability and clv, where both sides have them
     skipped: dict[str, str]  # column -> why it was not tested
@@ -79,10 +81,30 @@ class DriftResult:
     # The sampled rows (customer_id index) of the tested columns, for the Evidently report.
     reference_sample: pd.DataFrame = field(repr=False)
     current_sample: pd.DataFrame = field(repr=False)
+    # The champions' importance held by drifted features (not ageing ones), in [0, 1]; NaN when
+    # no feature could be tested. Each tested column's `importance` and `ageing` are in `columns`.
+    weighted_drift: float = float("nan")
+    weighted_drift_threshold: float = 1.0
+    drift_share_all: float = float("nan")  # the plain share with the ageing columns counted
+    ageing_drifted: list[str] = field(default_factory=list)  # drifted, but ageing by construction
 
     @property
     def dataset_drift(self) -> bool:
-        return bool(self.drift_share > self.drift_share_threshold)
+        """Drift in what the model uses (the weighted drift), or in many features (the share)."""
+        return bool(
+            self.weighted_drift >= self.weighted_drift_threshold
+            or self.drift_share > self.drift_share_threshold
+        )
+
+    def weighted_reasons(self, n: int = 5) -> list[tuple[str, float, float]]:
+        """The drifted features that carry the most importance: (column, weight, distance)."""
+        c = self.columns
+        if not len(c):
+            return []
+        hit = c[c["drifted"] & ~c["ageing"]].sort_values("importance", ascending=False)
+        return [
+            (str(k), float(r["importance"]), float(r["score"])) for k, r in hit.head(n).iterrows()
+        ]
 
     @property
     def prediction_drift(self) -> dict[str, dict[str, Any]]:
@@ -93,8 +115,12 @@ class DriftResult:
         return {
             "drift_share": _num(self.drift_share),
             "drift_share_threshold": self.drift_share_threshold,
+            "drift_share_all": _num(self.drift_share_all),
+            "weighted_drift": _num(self.weighted_drift),
+            "weighted_drift_threshold": self.weighted_drift_threshold,
             "dataset_drift": self.dataset_drift,
             "drifted_columns": list(self.drifted_columns),
+            "ageing_drifted": list(self.ageing_drifted),
             "columns": {name: _row_dict(row) for name, row in self.columns.iterrows()},
             "prediction_drift": self.prediction_drift,
             "skipped": dict(self.skipped),
@@ -246,9 +272,11 @@ def _test_columns(
     *,
     min_values: int,
     numerical_only: bool = False,
+    threshold: float | None = None,
 ) -> tuple[pd.DataFrame, dict[str, str], dict[str, str]]:
     """One row of `DRIFT_COLUMNS` per tested column, the skipped ones with reasons, and the kind
-    of each tested column."""
+    of each tested column (flagged at `threshold`, by default `settings.stattest_threshold`)."""
+    threshold = settings.stattest_threshold if threshold is None else threshold
     rows, skipped, kinds = {}, {}, {}
     for col in columns:
         if col not in cur.columns:
@@ -271,8 +299,8 @@ def _test_columns(
             )
             continue
         method = _method(kind, r, settings)
-        score, drifted = _column_test(r, c, kind, method, settings.stattest_threshold)
-        rows[col] = (kind, method, settings.stattest_threshold, score, drifted, len(r), len(c))
+        score, drifted = _column_test(r, c, kind, method, threshold)
+        rows[col] = (kind, method, threshold, score, drifted, len(r), len(c))
         kinds[col] = kind
     table = pd.DataFrame.from_dict(rows, orient="index", columns=list(DRIFT_COLUMNS))
     table = table.astype(
@@ -285,6 +313,43 @@ def _test_columns(
     return table, skipped, kinds
 
 
+def is_ageing(column: str, patterns: Sequence[str]) -> bool:
+    """Whether a feature grows with the book's age by construction (tenure, lifetime totals)."""
+    return any(fnmatchcase(column, p) for p in patterns)
+
+
+def weigh(table: pd.DataFrame, importance: pd.Series | None, ageing: Sequence[str]) -> pd.DataFrame:
+    """`table` (one row per tested column) with `ageing` (bool) and `importance`: the column's
+    share of the importance of the tested columns that are not ageing (0 for ageing ones), so the
+    importance of the drifted rows sums to the weighted drift. Without importance, or when the
+    tested columns have none, every column that is not ageing weighs the same."""
+    out = table.copy()
+    out["ageing"] = np.array([is_ageing(str(c), ageing) for c in out.index], dtype=bool)
+    if importance is None:
+        raw = pd.Series(1.0, index=out.index)
+    else:
+        raw = importance.reindex(out.index).fillna(0.0).clip(lower=0.0).astype(float)
+    raw[out["ageing"].to_numpy()] = 0.0
+    if raw.sum() <= 0:
+        raw = pd.Series((~out["ageing"]).astype(float).to_numpy(), index=out.index)
+    total = raw.sum()
+    out["importance"] = raw / total if total > 0 else 0.0
+    return out
+
+
+def feature_importance(contributions: Sequence[pd.DataFrame]) -> pd.Series:
+    """Feature -> importance: each model's mean absolute contribution per feature, scaled to sum
+    to 1, then averaged over the models (churn and CLV count alike)."""
+    parts = []
+    for c in contributions:
+        mean = c.abs().mean(axis=0)
+        if mean.sum() > 0:
+            parts.append(mean / mean.sum())
+    if not parts:
+        return pd.Series(dtype=float)
+    return pd.concat(parts, axis=1).fillna(0.0).mean(axis=1).sort_values(ascending=False)
+
+
 def detect_drift(
     reference_features: pd.DataFrame,
     current_features: pd.DataFrame,
@@ -292,12 +357,15 @@ def detect_drift(
     current_predictions: pd.DataFrame | None = None,
     *,
     settings: MonitoringSettings,
+    importance: pd.Series | None = None,
 ) -> DriftResult:
     """Feature and prediction drift from the reference to the current snapshot.
 
     Every column of `reference_features` is a feature to test (a feature the current snapshot
     lacks is reported as skipped); prediction frames contribute `churn_probability` and `clv`.
-    Frames are keyed by customer_id (index or column). Nothing is modified in place.
+    Frames are keyed by customer_id (index or column). `importance` (feature -> weight, e.g.
+    `feature_importance`) weighs the drifted features; without it every feature weighs the same.
+    Nothing is modified in place.
     """
     ref_all = combine(reference_features, reference_predictions, "reference")
     cur_all = combine(current_features, current_predictions, "current")
@@ -322,16 +390,29 @@ def detect_drift(
     )
     pred_cols = [c for c in PREDICTION_COLUMNS if c in ref.columns and c in cur.columns]
     preds, pred_skipped, pred_kinds = _test_columns(
-        ref_t, cur_t, pred_cols, settings, min_values=1, numerical_only=True
+        ref_t,
+        cur_t,
+        pred_cols,
+        settings,
+        min_values=1,
+        numerical_only=True,
+        threshold=settings.prediction_drift_threshold,
     )
     skipped.update({f"prediction {k}": v for k, v in pred_skipped.items()})
-    drifted = table.index[table["drifted"]].tolist()
-    share = len(drifted) / len(table) if len(table) else float("nan")
+    table = weigh(table, importance, settings.ageing_features)
+    weighted = float((table["importance"] * table["drifted"]).sum()) if len(table) else np.nan
+    counted = table[~table["ageing"]]
+    drifted = counted.index[counted["drifted"]].tolist()
+    share = len(drifted) / len(counted) if len(counted) else float("nan")
     all_kinds = {**kinds, **pred_kinds}
     return DriftResult(
         drift_share=share,
         drift_share_threshold=settings.drift_share_threshold,
         drifted_columns=drifted,
+        weighted_drift=weighted if len(counted) else float("nan"),
+        weighted_drift_threshold=settings.weighted_drift_threshold,
+        drift_share_all=float(table["drifted"].mean()) if len(table) else float("nan"),
+        ageing_drifted=table.index[table["drifted"] & table["ageing"]].tolist(),
         columns=table,
         predictions=preds,
         skipped=skipped,

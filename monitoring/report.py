@@ -1,11 +1,15 @@
 """The retrain trigger (`build_summary`) and the readable monitoring report (`render_report`).
 
-`build_summary` turns the results of one monitoring run into a plain dict: the drift share and
-drifted columns, prediction drift, matured metrics next to the promised ones, the outreach
-effect, and `retrain_due` with its `reasons`. A retrain is due when the share of drifted feature
-columns exceeds `drift_share_threshold`, or a matured metric falls below its floor
-(`min_roc_auc` for churn ROC AUC, `min_gini` for CLV normalised Gini). Everything that is worth
-knowing but triggers nothing (prediction drift, too little matured data) goes to `notes`.
+`build_summary` turns the results of one monitoring run into a plain dict: the weighted drift,
+the drift share and drifted columns, prediction drift, matured metrics next to the promised ones,
+the outreach effect, and `retrain_due` with its `reasons` in words. A retrain is due when the
+drifted features hold at least `weighted_drift_threshold` of the champions' importance, when
+the share of drifted feature columns exceeds `drift_share_threshold`, when the churn
+probability or CLV drift by `prediction_drift_threshold` or more, or when a matured metric falls
+below its floor (`min_roc_auc` for churn ROC AUC, `min_gini` for CLV normalised Gini). Features
+that grow with the book's age (`ageing_features`: tenure, lifetime totals) are left out of both
+drift figures and listed in `notes`, so a book that only got older does not trigger a retrain.
+Everything that is worth knowing but triggers nothing (too little matured data) goes to `notes`.
 
 `render_report` writes one self-contained HTML page (plots are matplotlib PNGs embedded as
 base64; nothing is fetched): the verdict, CX KPIs, the outreach effect, matured performance and
@@ -83,19 +87,47 @@ def build_summary(
                 for name, d in drift.prediction_drift.items()
             },
         )
+        weighted = finite_or_none(drift.weighted_drift)
+        counted = int((~drift.columns["ageing"]).sum()) if len(drift.columns) else 0
+        out.update(
+            weighted_drift=weighted,
+            weighted_drift_threshold=drift.weighted_drift_threshold,
+            drift_share_all=finite_or_none(drift.drift_share_all),
+            ageing_drifted=list(drift.ageing_drifted),
+            weighted_drift_top=[
+                {"column": c, "weight": w, "score": sc} for c, w, sc in drift.weighted_reasons()
+            ],
+        )
         if share is None:
             notes.append("feature drift could not be measured: no column had enough values")
-        elif drift.dataset_drift:
-            named = ", ".join(drift.drifted_columns[:5])
-            more = len(drift.drifted_columns) - 5
-            reasons.append(
-                f"feature drift: {share:.0%} of {len(drift.columns)} tested columns drifted "
-                f"(threshold {drift.drift_share_threshold:.0%}); most: {named}"
-                + (f" and {more} more" if more > 0 else "")
+        else:
+            if weighted is not None and weighted >= drift.weighted_drift_threshold:
+                top = "; ".join(
+                    f"{c} (weight {w:.0%}, distance {sc:.2f})"
+                    for c, w, sc in drift.weighted_reasons()
+                )
+                reasons.append(
+                    f"drift in what the models use: drifted features hold {weighted:.0%} of the "
+                    f"champions' importance (threshold {drift.weighted_drift_threshold:.0%}); "
+                    f"most: {top}"
+                )
+            if share > drift.drift_share_threshold:
+                named = ", ".join(drift.drifted_columns[:5])
+                more = len(drift.drifted_columns) - 5
+                reasons.append(
+                    f"feature drift: {share:.0%} of {counted} tested columns drifted "
+                    f"(threshold {drift.drift_share_threshold:.0%}); most: {named}"
+                    + (f" and {more} more" if more > 0 else "")
+                )
+        if drift.ageing_drifted:
+            notes.append(
+                f"{len(drift.ageing_drifted)} features that grow with the book's age drifted "
+                f"({', '.join(drift.ageing_drifted[:5])}): reported, not counted in the trigger "
+                "(monitoring.ageing_features)"
             )
         for name, d in drift.prediction_drift.items():
             if d["drifted"]:
-                notes.append(
+                reasons.append(
                     f"prediction drift in {name}: {d['method']} {d['score']:.3f} "
                     f"(threshold {d['threshold']:.3f})"
                 )
@@ -389,12 +421,18 @@ def _performance_section(performance: PerformanceResult) -> str:
 def _drift_section(drift: DriftResult) -> str:
     share = finite_or_none(drift.drift_share)
     share_text = "not measured" if share is None else f"{share:.0%}"
+    weighted = finite_or_none(drift.weighted_drift)
+    weighted_text = "not measured" if weighted is None else f"{weighted:.0%}"
+    ageing = int(drift.columns["ageing"].sum()) if len(drift.columns) else 0
     head = (
-        f"<p>Share of drifted feature columns: <strong>{share_text}</strong> of "
-        f"{len(drift.columns)} tested (threshold {drift.drift_share_threshold:.0%}); "
-        f"{len(drift.skipped)} skipped. Samples: {drift.n_reference:,} reference rows of "
-        f"{drift.n_reference_rows:,}, {drift.n_current:,} current rows of "
-        f"{drift.n_current_rows:,}.</p>"
+        f"<p>Importance-weighted drift (the champions' importance held by drifted features): "
+        f"<strong>{weighted_text}</strong> (threshold {drift.weighted_drift_threshold:.0%}). "
+        f"Share of drifted feature columns: <strong>{share_text}</strong> of "
+        f"{len(drift.columns) - ageing} tested (threshold {drift.drift_share_threshold:.0%}); "
+        f"{ageing} features that grow with the book's age are tested and shown but not counted "
+        f"({len(drift.ageing_drifted)} of them drifted); {len(drift.skipped)} skipped. Samples: "
+        f"{drift.n_reference:,} reference rows of {drift.n_reference_rows:,}, "
+        f"{drift.n_current:,} current rows of {drift.n_current_rows:,}.</p>"
     )
     preds = drift.predictions.reset_index()
     return (
@@ -402,8 +440,12 @@ def _drift_section(drift: DriftResult) -> str:
         + (_drift_figure(drift) or "")
         + "<h3>Predictions</h3>"
         + _table(preds)
-        + "<h3>Drifted columns</h3>"
-        + _table(drift.columns[drift.columns["drifted"]].reset_index())
+        + "<h3>Drifted columns, by importance</h3>"
+        + _table(
+            drift.columns[drift.columns["drifted"]]
+            .sort_values("importance", ascending=False)
+            .reset_index()
+        )
     )
 
 

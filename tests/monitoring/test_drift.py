@@ -47,9 +47,11 @@ def test_world_with_drift_is_flagged_and_the_drifted_features_named(drifted, dri
     assert summary["drifted_columns"] == drifted.drifted_columns
     assert any("feature drift" in r and "events_app_90d" in r for r in summary["reasons"])
     # Predictions built on drifted features (delivery issues, NPS, basket size) drift too.
+    for name in ("churn_probability", "clv"):
+        assert drifted.predictions.loc[name, "score"] >= MONITORING.stattest_threshold
+    # Churn probability moves past prediction_drift_threshold: a reason of its own, in words.
     assert drifted.prediction_drift["churn_probability"]["drifted"]
-    assert drifted.prediction_drift["clv"]["drifted"]
-    assert any("prediction drift in clv" in n for n in summary["notes"])
+    assert any("prediction drift in churn_probability" in r for r in summary["reasons"])
     # Nothing was sampled away: both snapshots are below the default sample size.
     assert drifted.n_reference == len(drifted_world.reference)
     assert drifted.n_current == len(drifted_world.current)
@@ -71,8 +73,18 @@ def test_result_lists_every_column_sorted_by_score_with_its_test(drifted, drifte
     assert set(cols.index) | set(drifted.skipped) == set(drifted_world.reference.columns)
     ratio = (cols["score"] / cols["threshold"]).to_numpy()
     assert (np.diff(ratio) <= 0).all()
-    assert drifted.drifted_columns == list(cols.index[cols["drifted"]])
-    assert drifted.drift_share == pytest.approx(cols["drifted"].mean())
+    # Features that grow with the book's age are tested and shown, but counted apart.
+    assert cols.loc["tenure_days", "ageing"] and cols.loc["spend_total", "ageing"]
+    assert not cols.loc["events_app_90d", "ageing"]
+    counted = cols[~cols["ageing"]]
+    assert drifted.drifted_columns == list(counted.index[counted["drifted"]])
+    assert drifted.ageing_drifted == list(cols.index[cols["drifted"] & cols["ageing"]])
+    assert drifted.drift_share == pytest.approx(counted["drifted"].mean())
+    assert drifted.drift_share_all == pytest.approx(cols["drifted"].mean())
+    # Without importance every counted feature weighs the same: the weighted drift is the share.
+    assert counted["importance"].sum() == pytest.approx(1.0)
+    assert (cols.loc[cols["ageing"], "importance"] == 0).all()
+    assert drifted.weighted_drift == pytest.approx(drifted.drift_share)
     # Categorical features are declared and tested as categories.
     assert cols.loc["segment", "kind"] == "categorical"
     assert cols.loc["segment", "method"] == "jensenshannon"
