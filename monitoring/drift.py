@@ -87,6 +87,7 @@ class DriftResult:
     weighted_drift_threshold: float = 1.0
     drift_share_all: float = float("nan")  # the plain share with the ageing columns counted
     ageing_drifted: list[str] = field(default_factory=list)  # drifted, but ageing by construction
+    age_matched_on: str | None = None  # the reference was redrawn to the current's age mix
 
     @property
     def dataset_drift(self) -> bool:
@@ -121,6 +122,7 @@ class DriftResult:
             "dataset_drift": self.dataset_drift,
             "drifted_columns": list(self.drifted_columns),
             "ageing_drifted": list(self.ageing_drifted),
+            "age_matched_on": self.age_matched_on,
             "columns": {name: _row_dict(row) for name, row in self.columns.iterrows()},
             "prediction_drift": self.prediction_drift,
             "skipped": dict(self.skipped),
@@ -313,6 +315,51 @@ def _test_columns(
     return table, skipped, kinds
 
 
+def match_age(
+    ref: pd.DataFrame, cur: pd.DataFrame, column: str, bins: int, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Like with like: the current rows whose `column` (the customer's age in the book) lies
+    within the reference's range (or is missing), and the reference redrawn (seeded, with
+    replacement, as many rows as it has, from its rows within the current's range) so that
+    `column` is distributed as in those current rows: each of `bins` quantile bins of the
+    current, and the missing values, get the current's share. A book that only got older then
+    compares the same ages on both sides."""
+    ref = ref.sort_index()  # the draw must not depend on the rows' order
+    r, c = ref[column].astype(float), cur[column].astype(float)
+    if not r.notna().any():
+        return ref, cur
+    cur = cur[c.isna().to_numpy() | (c <= r.max()).to_numpy()]
+    c = cur[column].astype(float)
+    if c.notna().any():
+        edges = np.unique(np.nanquantile(c, np.linspace(0, 1, bins + 1)))
+    else:
+        edges = np.array([0.0])
+    inner = edges[1:-1]
+
+    def codes(s: pd.Series) -> np.ndarray:
+        k = np.searchsorted(inner, s.to_numpy(), side="right")
+        return np.where(s.isna().to_numpy(), -1, k)
+
+    # reference ages outside the current's range are not drawn (-2): the same ages both sides
+    rc = np.where((r < edges[0]).to_numpy() | (r > edges[-1]).to_numpy(), -2, codes(r))
+    cc = codes(c)
+    labels, counts = np.unique(cc, return_counts=True)
+    present = [(k, n) for k, n in zip(labels, counts, strict=True) if (rc == k).any()]
+    if not present:
+        return ref, cur
+    counts = np.array([n for _, n in present], dtype=float)
+    quota = len(ref) * counts / counts.sum()
+    sizes = np.floor(quota).astype(int)
+    # largest remainders: the sizes add up to the reference's own size exactly
+    sizes[np.argsort(-(quota - sizes), kind="stable")[: len(ref) - sizes.sum()]] += 1
+    rng = np.random.default_rng(seed)
+    take = [
+        rng.choice(np.flatnonzero(rc == k), size=size, replace=True)
+        for (k, _), size in zip(present, sizes, strict=True)
+    ]
+    return ref.iloc[np.sort(np.concatenate(take))], cur
+
+
 def is_ageing(column: str, patterns: Sequence[str]) -> bool:
     """Whether a feature grows with the book's age by construction (tenure, lifetime totals)."""
     return any(fnmatchcase(column, p) for p in patterns)
@@ -364,7 +411,8 @@ def detect_drift(
     Every column of `reference_features` is a feature to test (a feature the current snapshot
     lacks is reported as skipped); prediction frames contribute `churn_probability` and `clv`.
     Frames are keyed by customer_id (index or column). `importance` (feature -> weight, e.g.
-    `feature_importance`) weighs the drifted features; without it every feature weighs the same.
+    `feature_importance`) weighs the drifted features; without it the `importance` column weighs
+    every feature the same and `weighted_drift` is NaN (only the share triggers).
     Nothing is modified in place.
     """
     ref_all = combine(reference_features, reference_predictions, "reference")
@@ -381,6 +429,10 @@ def detect_drift(
         )
     ref = sample_rows(ref_all, settings.sample_size, settings.seed)
     cur = sample_rows(cur_all, settings.sample_size, settings.seed)
+    age = settings.age_feature
+    age_matched = bool(age) and age in ref.columns and age in cur.columns
+    if age_matched:
+        ref, cur = match_age(ref, cur, age, settings.age_bins, settings.seed)
 
     # Tested on a plain RangeIndex: SciPy's checks on a Series look names up in its index,
     # which costs seconds per column on 50,000 string ids.
@@ -409,10 +461,12 @@ def detect_drift(
         drift_share=share,
         drift_share_threshold=settings.drift_share_threshold,
         drifted_columns=drifted,
-        weighted_drift=weighted if len(counted) else float("nan"),
+        # Without the champions' importance there is no weighing: the share says it all.
+        weighted_drift=weighted if len(counted) and importance is not None else float("nan"),
         weighted_drift_threshold=settings.weighted_drift_threshold,
         drift_share_all=float(table["drifted"].mean()) if len(table) else float("nan"),
         ageing_drifted=table.index[table["drifted"] & table["ageing"]].tolist(),
+        age_matched_on=age if age_matched else None,
         columns=table,
         predictions=preds,
         skipped=skipped,

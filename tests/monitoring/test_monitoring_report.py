@@ -52,7 +52,7 @@ def test_summary_thresholds(stable_world):
     w = stable_world
     drift = detect_drift(w.reference, w.current, settings=MONITORING)
     assert build_summary(AS_OF, drift=drift, settings=MONITORING)["retrain_due"] is False
-    strict = MonitoringSettings(drift_share_threshold=0.05)
+    strict = MonitoringSettings(drift_share_threshold=0.03)
     drift_strict = detect_drift(w.reference, w.current, settings=strict)
     summary = build_summary(AS_OF, drift=drift_strict, settings=strict)
     assert summary["retrain_due"] is True
@@ -70,7 +70,7 @@ def test_summary_thresholds(stable_world):
     assert empty == {
         "as_of": "2025-12-31T00:00:00+00:00",
         "drift_share": None,
-        "drift_share_threshold": 0.25,
+        "drift_share_threshold": 0.08,
         "drifted_columns": [],
         "prediction_drift": {},
         "performance_status": None,
@@ -117,7 +117,9 @@ def test_evidently_performance_report(tmp_path):
 
 def test_settings_defaults_and_validation():
     s = MonitoringSettings()
-    assert (s.sample_size, s.drift_share_threshold, s.min_matured_per_group) == (50_000, 0.25, 200)
+    assert (s.sample_size, s.drift_share_threshold, s.min_matured_per_group) == (50_000, 0.08, 200)
+    assert (s.weighted_drift_threshold, s.prediction_drift_threshold) == (0.06, 0.15)
+    assert (s.age_feature, s.age_bins) == ("tenure_days", 10)
     assert s.kpi_windows_days == (30, 90)
     assert MonitoringSettings(kpi_windows_days=(90, 30)).kpi_windows_days == (30, 90)
     for bad in (
