@@ -187,11 +187,11 @@ class MonitoringSettings(_Strict):
     min_column_values: int = Field(default=300, ge=1)
     # The trigger that weighs what the model uses: the champions' importance (mean absolute
     # TreeSHAP contribution on up to importance_sample reference rows) held by drifted features.
-    # Measurements behind 0.06 and 0.15 in monitoring.settings.
+    # Measurements behind 0.06 and 0.3 in monitoring.settings.
     weighted_drift_threshold: float = Field(default=0.06, gt=0.0, le=1.0)
     importance_sample: int = Field(default=2_000, ge=50)
     # Prediction drift (churn probability, CLV) at or above this distance makes a retrain due.
-    prediction_drift_threshold: float = Field(default=0.15, gt=0.0)
+    prediction_drift_threshold: float = Field(default=0.3, gt=0.0)
     # Ageing is not drift: the reference sample is redrawn so that this feature (the customer's
     # age in the book) has the current sample's distribution, in age_bins quantile bins of the
     # current, before anything is compared; "" compares the samples as they are.

@@ -21,6 +21,13 @@ more (`retain monitor` writes it in a second process with `write_html` while it 
 passed to the report, so the two agree (checked in `tests/monitoring/test_drift.py`); the report
 is only built when its HTML is wanted.
 
+Ageing is not drift: before anything is compared, the reference sample is redrawn to the current
+sample's mix of `age_feature` (tenure), over the ages both hold (`match_age`), and the features
+that grow with age by construction (`ageing_features`) are tested and shown but not counted. The
+retrain trigger weighs what the models use: `weighted_drift` is the share of the champions'
+importance (`feature_importance`, mean absolute TreeSHAP contributions on reference rows, given
+by the caller) held by drifted features (`weigh`), next to the plain share of drifted columns.
+
 Tests per column (see `MonitoringSettings` for the evidence behind the defaults): numerical
 columns use `numerical_stattest` (Wasserstein distance over the reference's standard deviation),
 however few distinct values they have; categorical and boolean columns, and numerical columns
@@ -328,8 +335,10 @@ def match_age(
     r, c = ref[column].astype(float), cur[column].astype(float)
     if not r.notna().any():
         return ref, cur
-    cur = cur[c.isna().to_numpy() | (c <= r.max()).to_numpy()]
-    c = cur[column].astype(float)
+    within = cur[c.isna().to_numpy() | (c <= r.max()).to_numpy()]
+    if within.empty:  # no current customer is as young as the reference's: nothing to match
+        return ref, cur
+    cur, c = within, within[column].astype(float)
     if c.notna().any():
         edges = np.unique(np.nanquantile(c, np.linspace(0, 1, bins + 1)))
     else:

@@ -50,9 +50,6 @@ def test_world_with_drift_is_flagged_and_the_drifted_features_named(drifted, dri
     # (at matched ages CLV moves less than churn risk, but far more than without drift)
     for name in ("churn_probability", "clv"):
         assert drifted.predictions.loc[name, "score"] > 2 * stable.predictions.loc[name, "score"]
-    # Churn probability moves past prediction_drift_threshold: a reason of its own, in words.
-    assert drifted.prediction_drift["churn_probability"]["drifted"]
-    assert any("prediction drift in churn_probability" in r for r in summary["reasons"])
     # Nothing was sampled away: both snapshots are below the default sample size; the current
     # keeps the customers of ages the reference holds (age matching), the rest of it all.
     assert drifted.n_reference == len(drifted_world.reference)

@@ -118,7 +118,7 @@ def test_evidently_performance_report(tmp_path):
 def test_settings_defaults_and_validation():
     s = MonitoringSettings()
     assert (s.sample_size, s.drift_share_threshold, s.min_matured_per_group) == (50_000, 0.08, 200)
-    assert (s.weighted_drift_threshold, s.prediction_drift_threshold) == (0.06, 0.15)
+    assert (s.weighted_drift_threshold, s.prediction_drift_threshold) == (0.06, 0.3)
     assert (s.age_feature, s.age_bins) == ("tenure_days", 10)
     assert s.kpi_windows_days == (30, 90)
     assert MonitoringSettings(kpi_windows_days=(90, 30)).kpi_windows_days == (30, 90)

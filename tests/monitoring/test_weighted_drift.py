@@ -172,3 +172,11 @@ def test_a_feature_that_grows_with_age_drifts_unmatched_and_not_matched():
     assert plain.columns.loc["orders_so_far", "drifted"]
     assert not matched.columns.loc["orders_so_far", "drifted"]
     assert matched.age_matched_on == "tenure_days" and plain.age_matched_on is None
+
+
+def test_age_matching_steps_aside_when_no_ages_are_shared():
+    from monitoring.drift import match_age
+
+    ref, cur = _aged(500, 0, 100, 1), _aged(500, 200, 300, 2)
+    ref_m, cur_m = match_age(ref, cur, "tenure_days", 10, seed=0)
+    assert len(cur_m) == len(cur) and sorted(ref_m.index) == sorted(ref.index)
