@@ -190,6 +190,8 @@ class MonitoringSettings(_Strict):
     # Measurements behind 0.06 and 0.3 in monitoring.settings.
     weighted_drift_threshold: float = Field(default=0.06, gt=0.0, le=1.0)
     importance_sample: int = Field(default=2_000, ge=50)
+    # Rows per side for the estimate of the current ROC AUC before the labels mature.
+    estimate_sample: int = Field(default=20_000, ge=200)
     # Prediction drift (churn probability, CLV) at or above this distance makes a retrain due.
     prediction_drift_threshold: float = Field(default=0.3, gt=0.0)
     # Ageing is not drift: the reference sample is redrawn so that this feature (the customer's

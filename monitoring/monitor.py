@@ -22,6 +22,7 @@ from model.reference import champion_reference
 from model.registry import Registry
 from monitoring.drift import detect_drift, feature_importance, sample_rows, write_html
 from monitoring.effect import outreach_effect
+from monitoring.estimate import estimate_roc_auc
 from monitoring.kpis import cx_kpis
 from monitoring.outcomes import matured_labels
 from monitoring.performance import OK, PerformanceResult, matured_performance
@@ -223,6 +224,15 @@ def monitor(
         if tables is None:
             tables = read_tables()
 
+        progress("estimating the churn ROC AUC before the labels mature")
+        estimate = estimate_roc_auc(
+            current_predictions,
+            _indexed(ref_predictions),
+            sample_size=m.estimate_sample,
+            seed=m.seed,
+            confidence=m.confidence,
+        )
+
         past, pending = past_scores(store, cutoff, horizon, m.kpi_windows_days)
         perf_scores = for_performance(past, cutoff, horizon)
         progress(
@@ -265,6 +275,13 @@ def monitor(
                 recovery_difference=finite_or_none(o["difference"]),
                 recovery_difference_low=finite_or_none(o["difference_low"]),
                 recovery_difference_high=finite_or_none(o["difference_high"]),
+            )
+        summary["estimated_performance"] = None if estimate is None else estimate.to_dict()
+        if estimate is not None:
+            summary["notes"].append(
+                f"estimated churn ROC AUC before the labels mature: {estimate.roc_auc:.3f} "
+                f"[{estimate.low:.3f}, {estimate.high:.3f}] (the same estimate on the reference "
+                f"{estimate.reference_estimate:.3f}, measured there {estimate.reference_roc_auc:.3f})"
             )
         summary["champion_versions"] = {
             "churn": champions.churn_version,

@@ -418,6 +418,21 @@ def _performance_section(performance: PerformanceResult) -> str:
     )
 
 
+def _estimate_section(e: dict[str, Any], summary: dict[str, Any]) -> str:
+    matured = finite_or_none(summary.get("matured_metrics", {}).get("churn.roc_auc"))
+    beside = (
+        f" Matured ROC AUC: {matured:.3f}." if matured is not None else " No matured labels yet."
+    )
+    return (
+        f"<p>Churn ROC AUC of the champion on today's {e['n_current']:,} scored customers, "
+        f"estimated by {html.escape(e['method'])}: <strong>{e['roc_auc']:.3f}</strong> "
+        f"({e['confidence']:.0%} interval {e['low']:.3f}-{e['high']:.3f}). It assumes the "
+        f"probabilities stay calibrated; on the reference, where labels exist, the same estimate "
+        f"gives {e['reference_estimate']:.3f} against a measured {e['reference_roc_auc']:.3f}. "
+        f"The matured figure is the measurement.{beside}</p>"
+    )
+
+
 def _drift_section(drift: DriftResult) -> str:
     share = finite_or_none(drift.drift_share)
     share_text = "not measured" if share is None else f"{share:.0%}"
@@ -492,6 +507,12 @@ def render_report(
         parts += ["<h2>Outreach effect</h2>", _effect_section(effect)]
     if loop is not None:
         parts += ["<h2>Closed loop: recovery cases</h2>", _loop_section(loop)]
+    estimate = summary.get("estimated_performance")
+    if estimate:
+        parts += [
+            "<h2>Estimated performance before the labels mature</h2>",
+            _estimate_section(estimate, summary),
+        ]
     if performance is not None:
         parts += ["<h2>Matured performance</h2>", _performance_section(performance)]
     if drift is not None:
