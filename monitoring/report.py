@@ -445,7 +445,14 @@ def _drift_section(drift: DriftResult) -> str:
         f"Share of drifted feature columns: <strong>{share_text}</strong> of "
         f"{len(drift.columns) - ageing} tested (threshold {drift.drift_share_threshold:.0%}); "
         f"{ageing} features that grow with the book's age are tested and shown but not counted "
-        f"({len(drift.ageing_drifted)} of them drifted); {len(drift.skipped)} skipped. Samples: "
+        f"({len(drift.ageing_drifted)} of them drifted); {len(drift.skipped)} skipped. "
+        + (
+            f"Ageing is not drift: the reference was redrawn to the current's mix of "
+            f"{html.escape(drift.age_matched_on)}, over the ages both hold. "
+            if drift.age_matched_on
+            else "The samples were compared as they are (no age matching). "
+        )
+        + "Samples: "
         f"{drift.n_reference:,} reference rows of {drift.n_reference_rows:,}, "
         f"{drift.n_current:,} current rows of {drift.n_current_rows:,}.</p>"
     )
