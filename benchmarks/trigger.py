@@ -49,6 +49,8 @@ def prepare(folder: Path, customers: int, seed: int, drift: bool, env: dict[str,
     done = folder / "as_of"
     if done.exists():
         return done.read_text().strip()
+    if folder.is_symlink():  # a cache entry linked elsewhere whose target is gone
+        folder.unlink()
     folder.mkdir(parents=True, exist_ok=True)
     data = folder / "data"
     flag = "--drift" if drift else "--no-drift"
