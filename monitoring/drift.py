@@ -406,6 +406,27 @@ def feature_importance(contributions: Sequence[pd.DataFrame]) -> pd.Series:
     return pd.concat(parts, axis=1).fillna(0.0).mean(axis=1).sort_values(ascending=False)
 
 
+def leading_reasons(contributions: pd.DataFrame, risk: np.ndarray, top_share: float) -> pd.Series:
+    """Share of each leading reason (the feature with the largest positive churn contribution)
+    among the `top_share` of customers with the highest risk: what heads the ranked list."""
+    n = max(1, int(round(len(contributions) * top_share)))
+    top = contributions.iloc[np.argsort(-np.asarray(risk), kind="stable")[:n]]
+    values = top.to_numpy(dtype=np.float64)
+    lead = np.where(values.max(axis=1) > 0, np.argmax(values, axis=1), -1)
+    names = np.array([*map(str, top.columns), "(no positive reason)"], dtype=object)
+    return pd.Series(names[lead]).value_counts(normalize=True).sort_values(ascending=False)
+
+
+def reason_mix_drift(reference: pd.Series, current: pd.Series) -> float:
+    """Jensen-Shannon distance (base 2, in [0, 1]) between two mixes of leading reasons."""
+    from scipy.spatial.distance import jensenshannon
+
+    both = reference.index.union(current.index)
+    return float(
+        jensenshannon(reference.reindex(both, fill_value=0), current.reindex(both, fill_value=0), 2)
+    )
+
+
 def detect_drift(
     reference_features: pd.DataFrame,
     current_features: pd.DataFrame,

@@ -20,7 +20,14 @@ from configs import Settings
 from features.contract import Tables
 from model.reference import champion_reference
 from model.registry import Registry
-from monitoring.drift import detect_drift, feature_importance, sample_rows, write_html
+from monitoring.drift import (
+    detect_drift,
+    feature_importance,
+    leading_reasons,
+    reason_mix_drift,
+    sample_rows,
+    write_html,
+)
 from monitoring.effect import outreach_effect
 from monitoring.estimate import estimate_roc_auc
 from monitoring.kpis import cx_kpis
@@ -35,6 +42,8 @@ from serving.score_store import ScoreStore
 
 # Matured scoring dates labelled for performance (one pass of build_labels each).
 MATURED_DATES = 6
+# The head of the ranked list whose leading reasons are compared (share by churn risk).
+REASON_TOP_SHARE = 0.2
 
 
 @dataclass(frozen=True)
@@ -165,6 +174,24 @@ def champion_importance(champions: Champions, reference: pd.DataFrame, m) -> pd.
     )
 
 
+def reason_mix(
+    champions: Champions, reference: pd.DataFrame, current: pd.DataFrame, m
+) -> dict[str, Any]:
+    """Which reasons lead the ranked list (the top `REASON_TOP_SHARE` by churn risk of up to
+    `importance_sample` rows), on the reference and now, and the distance between the two
+    mixes. Reported, not a trigger: no threshold has been measured for it yet."""
+    mixes = {}
+    for name, frame in (("reference", reference), ("current", current)):
+        rows = sample_rows(_indexed(frame), m.importance_sample, m.seed)
+        risk = champions.churn.predict_proba(rows)
+        mixes[name] = leading_reasons(champions.churn.contributions(rows), risk, REASON_TOP_SHARE)
+    return {
+        "top_share": REASON_TOP_SHARE,
+        "distance": reason_mix_drift(mixes["reference"], mixes["current"]),
+        **{k: {str(f): float(v) for f, v in mix.head(5).items()} for k, mix in mixes.items()},
+    }
+
+
 def _indexed(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.set_index("customer_id") if "customer_id" in frame.columns else frame
 
@@ -276,6 +303,14 @@ def monitor(
                 recovery_difference_low=finite_or_none(o["difference_low"]),
                 recovery_difference_high=finite_or_none(o["difference_high"]),
             )
+        mix = reason_mix(champions, ref_features, features, m)
+        summary["reason_mix"] = mix
+        lead = ", ".join(f"{f} {v:.0%}" for f, v in list(mix["current"].items())[:3])
+        was = ", ".join(f"{f} {v:.0%}" for f, v in list(mix["reference"].items())[:3])
+        summary["notes"].append(
+            f"leading reasons among the top {mix['top_share']:.0%} at risk: now {lead} "
+            f"(reference: {was}); Jensen-Shannon distance {mix['distance']:.3f} (reported only)"
+        )
         summary["estimated_performance"] = None if estimate is None else estimate.to_dict()
         if estimate is not None:
             summary["notes"].append(

@@ -180,3 +180,23 @@ def test_age_matching_steps_aside_when_no_ages_are_shared():
     ref, cur = _aged(500, 0, 100, 1), _aged(500, 200, 300, 2)
     ref_m, cur_m = match_age(ref, cur, "tenure_days", 10, seed=0)
     assert len(cur_m) == len(cur) and sorted(ref_m.index) == sorted(ref.index)
+
+
+def test_leading_reasons_of_the_head_of_the_list_and_their_drift():
+    from monitoring.drift import leading_reasons, reason_mix_drift
+
+    contributions = pd.DataFrame(
+        {
+            "complaints": [2.0, 0.1, 1.5, -1.0, 0.0],
+            "nps": [0.5, 0.9, 0.2, -0.5, 0.0],
+            "spend": [0.0, 0.3, 0.1, -0.2, 0.0],
+        }
+    )
+    risk = np.array([0.9, 0.8, 0.7, 0.6, 0.1])
+    top = leading_reasons(contributions, risk, top_share=0.6)  # the 3 riskiest
+    assert top.to_dict() == pytest.approx({"complaints": 2 / 3, "nps": 1 / 3})
+    everyone = leading_reasons(contributions, risk, top_share=1.0)
+    assert everyone["(no positive reason)"] == pytest.approx(0.4)  # rows 4 and 5
+    assert reason_mix_drift(top, top) == pytest.approx(0.0)
+    apart = reason_mix_drift(pd.Series({"complaints": 1.0}), pd.Series({"nps": 1.0}))
+    assert apart == pytest.approx(1.0)
