@@ -95,6 +95,12 @@ def monitor(
         + ("not measured" if share is None else f"{share:.0%} of tested columns")
         + f" (threshold {summary['drift_share_threshold']:.0%})"
     )
+    weighted = summary.get("weighted_drift")
+    if weighted is not None:
+        typer.echo(
+            f"weighted: {weighted:.0%} of the champions' importance in drifted features "
+            f"(threshold {summary['weighted_drift_threshold']:.0%})"
+        )
     typer.echo(f"matured:  {result.performance.message}")
     if summary.get("recovery_status") is not None:
         typer.echo(f"recovery: {summary['recovery_message']}")
