@@ -91,6 +91,7 @@ def world(customers: int, seed: int, drift: bool, config: Path | None) -> dict[s
         "drift_share": s["drift_share"],
         "weighted_drift": s.get("weighted_drift"),
         "prediction_drift": {k: v["score"] for k, v in s["prediction_drift"].items()},
+        "reason_mix_distance": (s.get("reason_mix") or {}).get("distance"),
         "drifted_columns": s["drifted_columns"][:8],
         "reasons": s["reasons"],
         "seconds": time.perf_counter() - start,
@@ -109,7 +110,7 @@ def main() -> None:
     info = machine_info()
     print(f"machine: {info['cores_logical']} cores, {info['memory_gib']} GiB RAM", flush=True)
     rows = []
-    print("seed  world    exit  share  weighted  churn-pred  clv-pred  drifted (first)")
+    print("seed  world    exit  share  weighted  churn-pred  clv-pred  reasons  drifted (first)")
     for seed in seeds_of(args.seeds):
         for drift in (False, True):
             r = world(args.customers, seed, drift, args.config)
@@ -119,7 +120,8 @@ def main() -> None:
                 f"{seed:>4}  {'drift' if drift else 'healthy':<7}  {r['exit']:>4}  "
                 f"{r['drift_share']:.3f}  {r['weighted_drift']:.3f}     "
                 f"{p.get('churn_probability', float('nan')):.3f}       "
-                f"{p.get('clv', float('nan')):.3f}     {', '.join(r['drifted_columns'][:4])}",
+                f"{p.get('clv', float('nan')):.3f}     {r['reason_mix_distance'] or float('nan'):.3f}    "
+                f"{', '.join(r['drifted_columns'][:4])}",
                 flush=True,
             )
     fired = [r for r in rows if r["drift"] and r["exit"] != 3]
