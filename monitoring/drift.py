@@ -178,7 +178,7 @@ def _row_dict(row: pd.Series) -> dict[str, Any]:
     return out
 
 
-def _by_customer(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+def by_customer(frame: pd.DataFrame, name: str) -> pd.DataFrame:
     """`frame` indexed by customer_id (a customer_id column becomes the index)."""
     if "customer_id" in frame.columns:
         frame = frame.set_index("customer_id")
@@ -191,13 +191,13 @@ def _by_customer(frame: pd.DataFrame, name: str) -> pd.DataFrame:
 def combine(features: pd.DataFrame, predictions: pd.DataFrame | None, name: str) -> pd.DataFrame:
     """Features joined with the prediction columns (`PREDICTION_COLUMNS`) of `predictions` by
     customer_id; a customer without predictions gets missing values. The inputs are not changed."""
-    features = _by_customer(features, f"{name} features")
+    features = by_customer(features, f"{name} features")
     clash = [c for c in PREDICTION_COLUMNS if c in features.columns]
     if clash:
         raise ValueError(f"{name} features already have prediction columns {clash}")
     if predictions is None:
         return features
-    predictions = _by_customer(predictions, f"{name} predictions")
+    predictions = by_customer(predictions, f"{name} predictions")
     present = [c for c in PREDICTION_COLUMNS if c in predictions.columns]
     return features.join(predictions[present], how="left")
 
@@ -447,7 +447,7 @@ def detect_drift(
     """
     ref_all = combine(reference_features, reference_predictions, "reference")
     cur_all = combine(current_features, current_predictions, "current")
-    features = [c for c in _by_customer(reference_features, "reference").columns]
+    features = [c for c in by_customer(reference_features, "reference").columns]
     if not any(c in cur_all.columns for c in features):
         raise ValueError(
             "the reference and current features share no column; expected the current "

@@ -13,7 +13,7 @@ one-time buyers, refitted at every cutoff, and its weights then rest on a handfu
 It assumes calibration holds on the current book; the reference checks that assumption where
 labels exist: the same estimate on the reference's own scores (`reference_estimate`) next to the
 reference's measured ROC AUC (`reference_roc_auc`) shows how far the method is off there, and
-that gap widens the bootstrap interval on both sides. The
+that gap widens the predictive interval on both sides. The
 matured performance (`monitoring.performance`) remains the measurement; this is the early
 warning beside it, never a retrain trigger.
 """
