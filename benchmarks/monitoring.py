@@ -27,6 +27,11 @@ As a reference measured in the same run: reading what monitoring has to read any
 the I/O floor of any monitor that looks at the whole population.
 
     .venv/bin/python benchmarks/monitoring.py [--customers 1000000] [--json out.json]
+        [--trigger-seeds 0-9]
+
+`--trigger-seeds` also runs the retrain-trigger check of `benchmarks/trigger.py` over that seed
+range (worlds of 20,000 customers with and without `--drift`: every drifted one must exit 3 and
+no healthy one), after the timing and in its own processes, so the two never share the cores.
 
 Target (2 cores): the monitor run under 2 minutes, with the drift sample size it used.
 """
@@ -212,6 +217,10 @@ def main() -> None:
     parser.add_argument("--history-start", default="2025-07-01")
     parser.add_argument("--every", type=int, default=21, help="days between past scorings")
     parser.add_argument("--json", type=Path)
+    parser.add_argument(
+        "--trigger-seeds",
+        help="also run benchmarks/trigger.py over this seed range (for example 0-9)",
+    )
     args = parser.parse_args()
 
     import pandas as pd
@@ -285,6 +294,11 @@ def main() -> None:
                 indent=2,
             )
         )
+    if args.trigger_seeds:
+        trigger = Path(__file__).with_name("trigger.py")
+        done = subprocess.run([sys.executable, str(trigger), "--seeds", args.trigger_seeds])
+        if done.returncode:
+            raise SystemExit(done.returncode)
 
 
 if __name__ == "__main__":

@@ -136,6 +136,8 @@ def main() -> None:
     )
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "worlds": rows}, indent=2))
+    if fired or false:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":
