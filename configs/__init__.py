@@ -349,6 +349,20 @@ class LoopSettings(_Strict):
         return self
 
 
+class WorkspaceSettings(_Strict):
+    """The CX workspace (`/ui` on `retain serve`): sign-in, list paging, the customer page."""
+
+    session_hours: float = Field(default=12.0, gt=0.0)
+    token_days: float = Field(default=7.0, gt=0.0)
+    page_size: int = Field(default=50, ge=1, le=500)
+    export_max_rows: int = Field(default=100_000, ge=1)
+    trend_lists: int = Field(default=12, ge=1, le=100)
+    timeline_rows: int = Field(default=200, ge=1)
+    contact_outcomes: tuple[str, ...] = Field(
+        default=("reached", "left_message", "no_answer", "wrong_number", "declined"), min_length=1
+    )
+
+
 class Settings(_Strict):
     horizon_days: int = Field(default=90, ge=1, le=3650)
     activity_event_types: tuple[str, ...] = Field(default=("purchase",), min_length=1)
@@ -360,6 +374,7 @@ class Settings(_Strict):
     monitoring: MonitoringSettings = MonitoringSettings()
     store: StoreSettings = StoreSettings()
     loop: LoopSettings = LoopSettings()
+    workspace: WorkspaceSettings = WorkspaceSettings()
 
 
 def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

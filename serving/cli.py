@@ -21,6 +21,7 @@ from features.contract import ContractError
 from serving.core.champions import NoChampionError
 from serving.loop.cli import app as loop_app
 from serving.outreach.cli import app as outreach_app
+from serving.web.cli import users_app
 
 app = typer.Typer()
 app.registered_commands += loop_app.registered_commands
@@ -31,6 +32,7 @@ app.add_typer(
     help="Hand high-impact at-risk customers to outreach (exactly once), and show its status.",
     no_args_is_help=True,
 )
+app.add_typer(users_app, name="users", help="People of the CX workspace (/ui) and their sign-in.")
 
 TOP_SHOWN = 5
 
@@ -204,7 +206,13 @@ def serve(
         else:
             typer.echo(f"API key: the one kept in {path} (not shown again)")
         header = f"Authorization: Bearer $(cat {path})"
-    typer.echo(f"Retain service on {base} (health: {base}/readyz, no key needed). Try:")
+    typer.echo(f"Retain service on {base} (health: {base}/readyz, no key needed).")
+    if data is not None:
+        typer.echo(
+            f"CX workspace: {base}/ui (sign in with a token from `retain users add NAME --role "
+            f"agent|lead --data {data}`)"
+        )
+    typer.echo("Try:")
     typer.echo(
         f'  curl -s -X POST {base}/at_risk -H "{header}" '
         "-H 'Content-Type: application/json' -d '{\"n\": 5}'"

@@ -15,6 +15,10 @@ every reader and writer names the same columns.
 - `case_links`: each outreach contact (by its outbox idempotency key) and the retention case it
   opened or joined, so a run recorded again opens nothing twice.
 - `score_history`: every real-time rescoring (scores, reasons, model versions).
+- `contacts`: contact outcomes a CX agent logged for a customer (who, when, channel, outcome).
+- `users`: people of the CX workspace, their role and the hash of their one-time sign-in token
+  (the token itself is never stored); `web_sessions`: signed-in sessions by the hash of their
+  cookie, with the session's CSRF token; `saved_views`: a user's named filters of the at-risk list.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 ID = String(255)
@@ -49,6 +54,10 @@ class Tables:
     case_handoffs: Table
     case_links: Table
     score_history: Table
+    contacts: Table
+    users: Table
+    web_sessions: Table
+    saved_views: Table
 
     def inbox(self, name: str) -> Table:
         return {"events": self.inbox_events, "feedback": self.inbox_feedback}[name]
@@ -214,6 +223,49 @@ def define(metadata: MetaData) -> Tables:
         Column("clv_model_version", String(100)),
         Index("ix_score_history_customer", "customer_id", "as_of"),
     )
+    contacts = Table(
+        "contacts",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("customer_id", ID, nullable=False),
+        Column("at", DateTime, nullable=False),
+        Column("actor", String(200), nullable=False),
+        Column("channel", String(20), nullable=False),
+        Column("outcome", String(40), nullable=False),
+        Column("note", Text),
+        Column("case_id", Integer, ForeignKey("cases.id")),
+        Index("ix_contacts_customer", "customer_id", "at"),
+    )
+    users = Table(
+        "users",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("name", String(200), nullable=False, unique=True),
+        Column("role", String(10), nullable=False),  # agent | lead | admin
+        Column("token_hash", String(64), unique=True),  # None once exchanged for a session
+        Column("token_expires_at", DateTime),
+        Column("created_at", DateTime, nullable=False),
+        Column("disabled", Boolean, nullable=False),
+    )
+    web_sessions = Table(
+        "web_sessions",
+        metadata,
+        Column("id_hash", String(64), primary_key=True),
+        Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+        Column("csrf", String(64), nullable=False),
+        Column("created_at", DateTime, nullable=False),
+        Column("expires_at", DateTime, nullable=False),
+    )
+    saved_views = Table(
+        "saved_views",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("user_id", Integer, ForeignKey("users.id"), nullable=False),
+        Column("name", String(100), nullable=False),
+        Column("query", Text, nullable=False),  # the at-risk list's query string
+        Column("created_at", DateTime, nullable=False),
+        UniqueConstraint("user_id", "name", name="uq_saved_views_user_name"),
+    )
     return Tables(
         inbox_events,
         inbox_feedback,
@@ -224,4 +276,8 @@ def define(metadata: MetaData) -> Tables:
         case_handoffs,
         case_links,
         score_history,
+        contacts,
+        users,
+        web_sessions,
+        saved_views,
     )

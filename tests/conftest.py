@@ -136,3 +136,36 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store' / 'retain.db'}"
     return request.getfixturevalue("postgres_url")
+
+
+# -- a real Chromium ------------------------------------------------------------------------------
+
+INSTALL_CHROMIUM = "install it with `apt-get update && apt-get install -y chromium`"
+
+
+def _chromium() -> str | None:
+    for name in (os.environ.get("RETAIN_CHROMIUM"), "chromium", "chromium-browser"):
+        if name and (found := shutil.which(name)):
+            return found
+    return None
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's headless Chromium driven by Playwright through `executable_path` (no browser is
+    ever downloaded). Skips without Chromium, and fails under CI=true."""
+    executable = _chromium()
+    if executable is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Chromium is needed under CI=true: {INSTALL_CHROMIUM}")
+        pytest.skip(f"no Chromium: {INSTALL_CHROMIUM} (or set RETAIN_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    # As root (CI) Chromium refuses to start with its sandbox on.
+    args = ["--no-sandbox"] if os.geteuid() == 0 else []
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=executable, headless=True, args=args)
+        try:
+            yield launched
+        finally:
+            launched.close()

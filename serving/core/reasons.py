@@ -558,3 +558,29 @@ def describe(feature: str, value: Any) -> str:
         if m is not None:
             return write(m, value)
     return generic(feature, value)
+
+
+# The reason families the workspace filters by, for the phrases this module writes: the first
+# pattern that matches names the family; anything else (static attributes, tenure) is "profile".
+REASON_FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("surveys", re.compile(r"\b(NPS|CSAT|CES|survey|detractor|promoter|passive)\b")),
+    ("comments", re.compile(r"comment|sentiment")),
+    ("complaints and support", re.compile(r"complaint|support contact|unresolved")),
+    ("delivery", re.compile(r"delivery")),
+    ("payments and refunds", re.compile(r"failed payment|refund")),
+    ("purchase rhythm", re.compile(r"purchase|buying|between purchases|gap")),
+    ("activity", re.compile(r"visit|activity|interaction|active on|channels")),
+    ("spend and value", re.compile(r"spend|spent|value")),
+)
+PROFILE = "profile"
+FAMILIES: tuple[str, ...] = (*(name for name, _ in REASON_FAMILIES), PROFILE)
+
+
+def family(reason: str | None) -> str:
+    """The family of a reason phrase written by `describe` ("" for no reason)."""
+    if not reason:
+        return ""
+    for name, pattern in REASON_FAMILIES:
+        if pattern.search(reason):
+            return name
+    return PROFILE

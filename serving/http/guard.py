@@ -1,5 +1,5 @@
 """ASGI middleware in front of every route: every path except the health and readiness probes
-needs `Authorization: Bearer <key>` (constant-time comparison against every accepted key);
+and the CX workspace under `/ui` (which has its own sign-in) needs `Authorization: Bearer <key>` (constant-time comparison against every accepted key);
 bodies over `service.max_request_bytes` get 413, bodies that are not JSON 415.
 """
 
@@ -12,6 +12,8 @@ from typing import Any
 
 # Probes a load balancer or orchestrator calls without a key (BentoML serves all three).
 OPEN_PATHS = frozenset({"/healthz", "/livez", "/readyz"})
+# The CX workspace signs its users in itself (sessions, CSRF) and takes HTML forms.
+OPEN_PREFIXES = ("/ui",)
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -34,11 +36,18 @@ class Guard:
         keys: Sequence[str],
         max_bytes: int,
         open_paths: frozenset[str] = OPEN_PATHS,
+        open_prefixes: tuple[str, ...] = OPEN_PREFIXES,
     ) -> None:
         self.app = app
         self.keys = tuple(k.encode() for k in keys)
         self.max_bytes = max_bytes
         self.open_paths = open_paths
+        self.open_prefixes = open_prefixes
+
+    def is_open(self, path: str) -> bool:
+        return path in self.open_paths or any(
+            path == p or path.startswith(p + "/") for p in self.open_prefixes
+        )
 
     def authorised(self, headers: Iterable[tuple[bytes, bytes]]) -> bool:
         value = next((v for k, v in headers if k == b"authorization"), None)
@@ -54,7 +63,7 @@ class Guard:
         return ok
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        if scope["type"] != "http" or self.is_open(scope["path"]):
             await self.app(scope, receive, send)
             return
         headers = scope["headers"]

@@ -10,7 +10,7 @@ resolves the API keys and runs `bentoml serve serving.http.service:RetainService
 
 Routes: `POST /score`, `POST /at_risk`, `POST /events`, `POST /feedback`, `GET /cases/`,
 `GET /cases/{id}`, `POST /cases/{id}/transition` (key required, JSON bodies, see
-`serving.http.payloads`), and BentoML's `/healthz`, `/livez`, `/readyz` (no key). The loop's
+`serving.http.payloads`), the CX workspace under `/ui` (its own sign-in: `serving.web`), and BentoML's `/healthz`, `/livez`, `/readyz` (no key). The loop's
 routes need `RETAIN_DATA_DIR` to hold the contract tables; the store is RETAIN_STORE_URL,
 `store.url`, or `<data>/store/retain.db`. The models load once, when the worker
 starts; without a champion, or without a key, the worker refuses to start and says why.
@@ -45,6 +45,7 @@ from serving.http.payloads import (
     ScoreResponse,
     TransitionRequest,
 )
+from serving.web.app import app as web_app
 
 logger = logging.getLogger("retain.service")
 
@@ -94,6 +95,7 @@ cases_api.add_exception_handler(Refused, _refused)
 # BENTOML_CONFIG_OPTIONS="services.retain.metrics.enabled=true
 # services.retain.logging.access.enabled=true".
 @bentoml.asgi_app(cases_api, path="/cases")
+@bentoml.asgi_app(web_app, path="/ui")
 @bentoml.service(
     name="retain",
     workers=1,
@@ -127,6 +129,7 @@ class RetainService:
             scored,
             realtime=self.loop.realtime_score if self.loop is not None else None,
         )
+        web_app.state.workspace = self._workspace(env, champions, scored, store)
         try:
             snap = scored.get()
             logger.info("scored list of %s: %d customers", snap.as_of, len(snap.ids))
@@ -173,6 +176,27 @@ class RetainService:
         )
         loop.sender.wake()  # hand-offs a crash left pending
         return loop
+
+    def _workspace(self, env, champions, scored, score_store):
+        """What the CX workspace at /ui reads: this worker's loaded state and the store."""
+        from serving.web.accounts import Accounts
+        from serving.web.app import Workspace
+
+        loop = self.loop
+        w = env.settings.workspace
+        return Workspace(
+            champions=champions,
+            settings=env.settings,
+            latest=scored.get,
+            score_store=score_store,
+            book=loop.book if loop is not None else None,
+            accounts=Accounts(loop.store, session_hours=w.session_hours, token_days=w.token_days)
+            if loop is not None
+            else None,
+            history=loop.history if loop is not None else None,
+            realtime=lambda cid: loop.realtime.get(cid) if loop is not None else None,
+            clock=utc_now,
+        )
 
     def _loop(self):
         if self.loop is None:

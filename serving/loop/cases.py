@@ -144,11 +144,20 @@ class Opening:
 
 
 def open_or_add(
-    conn: Connection, store: Store, opening: Opening, now: datetime, loop: LoopSettings
+    conn: Connection,
+    store: Store,
+    opening: Opening,
+    now: datetime,
+    loop: LoopSettings,
+    *,
+    actor: str = SYSTEM,
+    owner: str | None = None,
 ):
     """Open a case for `opening`, or add it to the customer's open case for the same kind and
     reason. Returns (case id, "opened" | "added"). Runs in the caller's transaction, with the
-    hand-off of a new case, so the case, its history and its hand-off commit together."""
+    hand-off of a new case, so the case, its history and its hand-off commit together. `actor`
+    is who opens it (the loop itself, or a person in the workspace); `owner`, when given,
+    replaces the assignment rules."""
     cases = store.t.cases
     key = open_key(opening.customer_id, opening.kind, opening.reason)
     found = conn.execute(select(cases).where(cases.c.open_key == key)).mappings().first()
@@ -170,7 +179,7 @@ def open_or_add(
             store,
             found["id"],
             now,
-            SYSTEM,
+            actor,
             found["status"],
             found["status"],
             "another moment for the same reason",
@@ -178,7 +187,7 @@ def open_or_add(
         )
         return found["id"], "added"
     priority = priority_for(float(opening.scores.get("value_at_risk") or 0.0), loop)
-    owner = next_owner(conn, cases, team_for(opening.attributes, loop))
+    owner = owner or next_owner(conn, cases, team_for(opening.attributes, loop))
     values = {
         "kind": opening.kind,
         "customer_id": opening.customer_id,
@@ -204,7 +213,7 @@ def open_or_add(
         store,
         case_id,
         now,
-        SYSTEM,
+        actor,
         None,
         OPEN,
         opening.reason_text[:2000],
@@ -367,6 +376,109 @@ class CaseBook:
             total = conn.execute(count).scalar_one()
             rows = [case_json(dict(r)) for r in conn.execute(page).mappings()]
         return total, rows
+
+    def open(
+        self, opening: Opening, *, actor: str, now: datetime, owner: str | None = None
+    ) -> tuple[int, str]:
+        """Open a case by hand (a person in the workspace), or add to the customer's open case
+        for the same kind and reason: (case id, "opened" | "added")."""
+        if not actor or not actor.strip():
+            raise CaseError("opening a case needs the name of who opens it (actor)")
+        if opening.kind not in (RECOVERY, RETENTION):
+            raise CaseError(f"unknown kind {opening.kind!r}; expected {RECOVERY} or {RETENTION}")
+        with self.store.engine.begin() as conn:
+            return open_or_add(
+                conn, self.store, opening, naive_utc(now), self.loop, actor=actor, owner=owner
+            )
+
+    def log_contact(
+        self,
+        customer_id: str,
+        *,
+        actor: str,
+        channel: str,
+        outcome: str,
+        now: datetime,
+        note: str | None = None,
+        case_id: int | None = None,
+    ) -> int:
+        """Record a contact with a customer and its outcome; with a case, it also goes into the
+        case's history and counts as its first response when it is the first."""
+        from features.contract import CHANNELS
+
+        if not actor or not actor.strip():
+            raise CaseError("a contact needs the name of who made it (actor)")
+        if channel not in CHANNELS:
+            raise CaseError(f"unknown channel {channel!r}; expected one of {list(CHANNELS)}")
+        if not outcome or len(outcome) > 40:
+            raise CaseError("a contact needs an outcome of 1 to 40 characters")
+        t = self.store.t
+        now = naive_utc(now)
+        with self.store.engine.begin() as conn:
+            if case_id is not None:
+                row = (
+                    conn.execute(select(t.cases).where(t.cases.c.id == case_id)).mappings().first()
+                )
+                if row is None or row["customer_id"] != customer_id:
+                    raise NoSuchCase(f"no case {case_id} for customer {customer_id}")
+                values: dict[str, Any] = {"updated_at": now, "version": row["version"] + 1}
+                if row["first_response_at"] is None:
+                    values["first_response_at"] = now
+                conn.execute(update(t.cases).where(t.cases.c.id == case_id).values(values))
+                record_change(
+                    conn,
+                    self.store,
+                    case_id,
+                    now,
+                    actor.strip(),
+                    row["status"],
+                    row["status"],
+                    note,
+                    {"contact": {"channel": channel, "outcome": outcome}},
+                )
+            return conn.execute(
+                insert(t.contacts).values(
+                    customer_id=customer_id,
+                    at=now,
+                    actor=actor.strip(),
+                    channel=channel,
+                    outcome=outcome,
+                    note=note,
+                    case_id=case_id,
+                )
+            ).inserted_primary_key[0]
+
+    def contacts(self, customer_ids: Sequence[str], *, latest_only: bool = False) -> list[dict]:
+        """Contacts logged for these customers, newest first (`latest_only`: one each)."""
+        c = self.store.t.contacts
+        query = select(c).where(c.c.customer_id.in_(list(customer_ids)))
+        with self.store.engine.connect() as conn:
+            rows = [
+                dict(r)
+                for r in conn.execute(query.order_by(c.c.at.desc(), c.c.id.desc())).mappings()
+            ]
+        for r in rows:
+            r["at"] = as_utc(r["at"])
+        if latest_only:
+            seen: dict[str, dict] = {}
+            for r in rows:
+                seen.setdefault(r["customer_id"], r)
+            return list(seen.values())
+        return rows
+
+    def active_for(self, customer_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The most urgent active case of each of these customers (by priority, then due)."""
+        c = self.store.t.cases
+        query = (
+            select(c.c.id, c.c.customer_id, c.c.priority, c.c.status, c.c.owner, c.c.due_at)
+            .where(c.c.customer_id.in_(list(customer_ids)), c.c.status.in_(list(ACTIVE)))
+            .order_by(c.c.priority, c.c.due_at)
+        )
+        out: dict[str, dict[str, Any]] = {}
+        with self.store.engine.connect() as conn:
+            for r in conn.execute(query).mappings():
+                out.setdefault(r["customer_id"], {**dict(r), "due_at": as_utc(r["due_at"])})
+        return out
 
     def get(self, case_id: int) -> dict[str, Any]:
         """A case with its history, oldest change first."""
