@@ -55,6 +55,8 @@ demo: $(STAMP)
 	$(BIN)/retain ingest --data $(DEMO_DIR)/data configs/demo/feedback_moments.csv configs/demo/events_moments.csv
 	$(BIN)/retain cases list --data $(DEMO_DIR)/data --kind recovery
 	$(BIN)/retain monitor --data $(DEMO_DIR)/data --as-of $(DEMO_AS_OF) --out $(DEMO_DIR)/monitoring || test $$? -eq 3
+	@# A lead of the CX workspace (a demo run again gives them a new token instead).
+	@$(BIN)/retain users add cx-lead --role lead --data $(DEMO_DIR)/data 2>/dev/null || $(BIN)/retain users token cx-lead --data $(DEMO_DIR)/data
 	@echo
 	@echo "Demo done. Outputs:"
 	@echo "  $(DEMO_DIR)/data/                 synthetic contract tables (customers, events, feedback, churn)"
@@ -68,6 +70,8 @@ demo: $(STAMP)
 	@echo "  $(DEMO_DIR)/monitoring/            drift.html (Evidently), report.html (CX KPIs, outreach effect), summary.json"
 	@echo "Open the MLflow UI with: $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db"
 	@echo "Start the scoring service: $(BIN)/retain serve --data $(DEMO_DIR)/data   (prints an API key once, then a sample call)"
+	@echo "CX workspace: with the service running, open http://localhost:3000/ui and sign in with cx-lead's token printed above"
+	@echo "  (add agents with: $(BIN)/retain users add NAME --role agent --data $(DEMO_DIR)/data)"
 	@echo "  curl -s -X POST http://localhost:3000/at_risk -H \"Authorization: Bearer \$$(cat ~/.config/retain/api_key)\" -H 'Content-Type: application/json' -d '{\"n\": 5}'"
 	@echo "Look at them with: $(BIN)/python -c \"import pandas as pd; print(pd.read_parquet('$(DEMO_DIR)/features.parquet').describe().T)\""
 

@@ -193,6 +193,7 @@ class Watched:
         self.context.close()
 
 
+@pytest.mark.browser
 def test_a_cx_agent_and_a_lead_work_the_loop_in_a_browser(served, browser, screenshots):
     srv, data, ranked, tokens = served
     salt = "retain-loop"
