@@ -179,8 +179,10 @@ class RetainService:
 
     def _workspace(self, env, champions, scored, score_store):
         """What the CX workspace at /ui reads: this worker's loaded state and the store."""
+        from serving.outreach.outbox import outbox_url_for
         from serving.web.accounts import Accounts
         from serving.web.app import Workspace
+        from serving.web.reports import Reports
 
         loop = self.loop
         w = env.settings.workspace
@@ -196,6 +198,8 @@ class RetainService:
             history=loop.history if loop is not None else None,
             realtime=lambda cid: loop.realtime.get(cid) if loop is not None else None,
             clock=utc_now,
+            reports=Reports(env.tracking_uri, env.settings.monitoring.experiment),
+            outbox_url=outbox_url_for(env.settings, env.data_dir) if env.data_dir else None,
         )
 
     def _loop(self):

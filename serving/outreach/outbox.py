@@ -44,7 +44,7 @@ from serving.outreach.policy import (
     OutreachError,
     Selection,
 )
-from store import naive_utc, open_engine, plain, redact
+from store import as_utc, naive_utc, open_engine, plain, redact
 
 
 def _tables(metadata: MetaData) -> tuple[Table, Table]:
@@ -275,6 +275,30 @@ class Outbox:
             ).rowcount
 
     # -- reports -----------------------------------------------------------------------------
+
+    def for_customer(self, customer_id: str, limit: int = 50) -> list[dict[str, Any]]:
+        """One customer's outreach selections, newest first (contacted or held as control)."""
+        o = self.outbox
+        query = (
+            select(
+                o.c.as_of,
+                o.c.campaign,
+                o.c.group,
+                o.c.status,
+                o.c.channel,
+                o.c.delivered_at,
+                o.c.rank,
+                o.c.value_at_risk,
+            )
+            .where(o.c.customer_id == customer_id)
+            .order_by(o.c.as_of.desc(), o.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = [dict(r) for r in conn.execute(query).mappings()]
+        for r in rows:
+            r["as_of"], r["delivered_at"] = as_utc(r["as_of"]), as_utc(r["delivered_at"])
+        return rows
 
     def history(self, run_id: str | None = None) -> pd.DataFrame:
         """Every outbox row (or one run's), timestamps as UTC; what monitoring reads."""

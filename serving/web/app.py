@@ -83,8 +83,25 @@ class Workspace:
     history: Any  # serving.loop.history.History, or None without a data folder
     realtime: Callable[[str], dict[str, Any] | None]  # a customer's newest real-time score
     clock: Callable[[], pd.Timestamp]
+    reports: Any = None  # serving.web.reports.Reports: what `retain monitor` last logged
+    outbox_url: str | None = None  # the outreach outbox (opened once it exists)
+    _outbox: Any = field(default=None, repr=False)
     _index: tuple[Any, AtRiskIndex, Trend] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def outreach(self, customer_id: str) -> list[dict[str, Any]]:
+        """The customer's outreach selections (none before the first `retain outreach run`)."""
+        from serving.outreach.outbox import Outbox
+        from serving.outreach.policy import OutreachError
+
+        if self.outbox_url is None:
+            return []
+        if self._outbox is None:
+            try:
+                self._outbox = Outbox(self.outbox_url, create=False)
+            except OutreachError:
+                return []
+        return self._outbox.for_customer(customer_id)
 
     def index(self) -> tuple[Any, AtRiskIndex, Trend]:
         """(loaded list, its index, its trend), built once per scored list."""
@@ -543,6 +560,7 @@ def customer(request: Request) -> Response:
         timeline=timeline,
         cases=cases,
         contacts=ws.book.contacts([cid]),
+        outreach=ws.outreach(cid),
         outcomes=ws.settings.workspace.contact_outcomes,
         channels=("phone", "email", "chat", "sms", "app", "web", "store", "social", "other"),
     )
@@ -725,6 +743,48 @@ async def transition(request: Request) -> Response:
 # -- KPIs and models ---------------------------------------------------------------------------
 
 
+SURVEY_KPIS = (
+    ("nps", "NPS", "{:+.0f}"),
+    ("csat_mean", "CSAT", "{:.2f}"),
+    ("ces_mean", "CES", "{:.2f}"),
+)
+
+
+def _kpi_table(kpis: pd.DataFrame, window: float | None) -> list[dict[str, Any]]:
+    """Per group (all, segments, high impact vs the rest): the survey KPIs and churn rate over
+    one window, from a monitoring run's kpis.csv."""
+    if kpis.empty or window is None:
+        return []
+    part = kpis[kpis["window_days"] == window]
+    rows = []
+    for (group_by, group), g in part.groupby(["group_by", "group"], sort=False):
+        values = dict(zip(g["kpi"], g["value"], strict=True))
+        counts = dict(zip(g["kpi"], g["n"], strict=True))
+        rows.append(
+            {
+                "group_by": group_by,
+                "group": group,
+                **{k: values.get(k) for k, _, _ in SURVEY_KPIS},
+                "churn_rate": values.get("churn_rate"),
+                "responses": counts.get("nps"),
+            }
+        )
+    order = {"all": 0, "impact": 1, "segment": 2}
+    return sorted(rows, key=lambda r: (order.get(r["group_by"], 3), str(r["group"])))
+
+
+def _over_time(runs: list, kpi: str, window: float | None) -> list[tuple[pd.Timestamp, float]]:
+    points = []
+    for run in reversed(runs):  # oldest first
+        k = run.kpis
+        if k.empty or window is None:
+            continue
+        hit = k[(k["window_days"] == window) & (k["group_by"] == "all") & (k["kpi"] == kpi)]
+        if len(hit) and pd.notna(hit["value"].iloc[0]):
+            points.append((run.as_of, float(hit["value"].iloc[0])))
+    return points
+
+
 def kpis(request: Request) -> Response:
     ws, session = _session(request)
     try:
@@ -756,7 +816,29 @@ def kpis(request: Request) -> Response:
     )
     top = max((r["value_at_risk"] for r in by_segment), default=0.0) or 1.0
     cases = ws.book.frame() if ws.book is not None else pd.DataFrame()
-    sla = _sla(cases, ws.clock())
+    runs = ws.reports.latest() if ws.reports is not None else []
+    latest = runs[0] if runs else None
+    windows = (
+        sorted(latest.kpis["window_days"].dropna().unique())
+        if latest is not None and not latest.kpis.empty
+        else []
+    )
+    window = windows[0] if windows else None
+    trends = []
+    for kpi, label in (
+        ("nps", "NPS"),
+        ("csat_mean", "CSAT"),
+        ("ces_mean", "CES"),
+        ("churn_rate", "churn rate"),
+    ):
+        points = _over_time(runs, kpi, window)
+        if points:
+            values = [v for _, v in points]
+            lo, hi = min(values), max(values)
+            scaled = [(v - lo) / (hi - lo) if hi > lo else 0.5 for v in values]
+            trends.append(
+                {"label": label, "kpi": kpi, "points": points, "spark": sparkline(scaled)}
+            )
     return _render(
         request,
         "kpis.html",
@@ -768,8 +850,35 @@ def kpis(request: Request) -> Response:
         by_tier=by_tier,
         by_segment=by_segment,
         top=top,
-        sla=sla,
+        sla=_sla(cases, ws.clock()),
         versions=(ws.champions.churn_version, ws.champions.clv_version),
+        latest=latest,
+        window=window,
+        kpi_rows=_kpi_table(latest.kpis, window) if latest is not None else [],
+        trends=trends,
+        survey_kpis=SURVEY_KPIS,
+    )
+
+
+def report(request: Request) -> Response:
+    ws, _ = _session(request)
+    path = (
+        ws.reports.report(request.path_params["run_id"], request.path_params["name"])
+        if ws.reports is not None
+        else None
+    )
+    if path is None:
+        raise Denied(404, "No such report among the newest monitoring runs.")
+    # Evidently's reports carry their own inline script: they run sandboxed (no cookies, no
+    # access to the workspace), and reach nothing outside the file.
+    policy = (
+        "sandbox allow-scripts; default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; "
+        "style-src 'unsafe-inline'; img-src data:; font-src data:"
+    )
+    return Response(
+        path.read_bytes(),
+        media_type="text/html; charset=utf-8",
+        headers={"content-security-policy": policy},
     )
 
 
@@ -881,6 +990,7 @@ def build_app() -> Starlette:
         Route("/cases/{case_id:int}", case_page),
         Route("/cases/{case_id:int}/transition", transition, methods=["POST"]),
         Route("/kpis", kpis),
+        Route("/reports/{run_id}/{name}", report),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
     web = Starlette(

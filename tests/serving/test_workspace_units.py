@@ -178,3 +178,46 @@ def test_retain_users_prints_a_token_once_and_says_what_went_wrong(tmp_path):
     assert role.exit_code != 0 and "unknown role" in role.output
     nowhere = runner.invoke(app, ["users", "list"], env={"RETAIN_STORE_URL": ""})
     assert nowhere.exit_code != 0 and "--data" in nowhere.output
+
+
+def test_reports_read_the_newest_monitoring_runs_from_mlflow(tmp_path):
+    import json
+
+    import mlflow
+
+    from serving.web.reports import Reports
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlflow.set_tracking_uri(uri)
+    try:
+        experiment = mlflow.create_experiment("mon", artifact_location=str(tmp_path / "art"))
+        ids = []
+        for day, nps in (("2025-12-01", 10.0), ("2026-01-01", -5.0)):
+            folder = tmp_path / day
+            folder.mkdir()
+            (folder / "summary.json").write_text(json.dumps({"as_of": day, "retrain_due": False}))
+            pd.DataFrame(
+                {
+                    "window_days": [30],
+                    "group_by": ["all"],
+                    "group": ["all"],
+                    "kpi": ["nps"],
+                    "value": [nps],
+                    "n": [40],
+                }
+            ).to_csv(folder / "kpis.csv", index=False)
+            (folder / "drift.html").write_text("<html>drift</html>")
+            with mlflow.start_run(experiment_id=experiment) as run:
+                for f in folder.iterdir():
+                    mlflow.log_artifact(str(f))
+            ids.append(run.info.run_id)
+    finally:
+        mlflow.set_tracking_uri(None)
+    reports = Reports(uri, "mon")
+    runs = reports.latest()
+    assert [str(r.as_of.date()) for r in runs] == ["2026-01-01", "2025-12-01"]
+    assert runs[0].kpis["value"].tolist() == [-5.0] and runs[0].reports == ("drift.html",)
+    assert reports.report(ids[1], "drift.html").read_text() == "<html>drift</html>"
+    assert reports.report(ids[1], "../summary.json") is None
+    assert reports.report("not-a-run", "drift.html") is None
+    assert Reports(uri, "no-such-experiment").latest() == []
