@@ -274,6 +274,7 @@ def test_a_cx_agent_and_a_lead_work_the_loop_in_a_browser(served, browser, scree
         assert forced.status == 403
         page.goto(f"{srv.url}/ui/kpis")
         assert page.locator("h1").inner_text().startswith("KPIs")
+        assert "No monitoring run yet: run retain monitor" in page.locator("main").inner_text()
         page.screenshot(path=screenshots / "kpis.png", full_page=True)
         assert agent.errors == []
     finally:
@@ -307,6 +308,8 @@ def test_a_cx_agent_and_a_lead_work_the_loop_in_a_browser(served, browser, scree
         assert lead.errors == []
     finally:
         lead.close()
+    log = srv.log.read_text(errors="replace")
+    assert "Parcel lost twice" not in log and "Rebalancing" not in log, "customer text in the log"
 
 
 def _open_case_for(srv, candidates: list[str], salt: str, owner: str) -> int:
