@@ -2,7 +2,8 @@
 the closed loop must never lose: the inbox of ingested rows and their quarantine, negative
 moments, recovery cases with their append-only history, case hand-offs, and the per-customer
 score history of real-time rescoring. This package owns the tables (`store.tables`), opening the
-database and where it lives by default; what the rows mean belongs to the packages above it.
+database and where it lives by default, and its schema by migrations (`store.migrate`); what the
+rows mean belongs to the packages above it.
 
 Timestamps are stored as naive UTC (`naive_utc`) so SQLite and PostgreSQL compare them alike.
 """
@@ -135,7 +136,11 @@ class Store:
         self.t = define(self.metadata)
         try:
             if create:
-                self.metadata.create_all(self.engine)
+                # The schema comes from the migrations, so a store of an older release is
+                # upgraded in place, never recreated.
+                from store.migrate import upgrade
+
+                upgrade(self.engine)
             elif not inspect(self.engine).has_table(self.t.inbox_events.name):
                 raise NoStoreError(f"{redact(url)} holds no Retain store yet")
         except SQLAlchemyError as exc:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import time
 from typing import Annotated, Any
 
 import anyio
@@ -198,7 +199,9 @@ class RetainService:
             history=loop.history if loop is not None else None,
             realtime=lambda cid: loop.realtime.get(cid) if loop is not None else None,
             clock=utc_now,
-            reports=Reports(env.tracking_uri, env.settings.monitoring.experiment),
+            reports=Reports(
+                env.tracking_uri, env.settings.monitoring.experiment, seconds=time.monotonic
+            ),
             outbox_url=outbox_url_for(env.settings, env.data_dir) if env.data_dir else None,
         )
 

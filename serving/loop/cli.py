@@ -327,3 +327,75 @@ def escalate_cases(
 
 
 app.add_typer(cases_app, name="cases", help="The recovery and retention case queue.")
+
+db_app = typer.Typer(no_args_is_help=True)
+
+
+def _store_engine(data: str | None, store: str | None, config: Path | None, *, create: bool):
+    from store import StoreError as Error
+    from store import open_engine
+
+    settings = settings_from(config)
+    if (
+        store is None
+        and data is None
+        and not settings.store.url
+        and not os.environ.get("RETAIN_STORE_URL")
+    ):
+        raise typer.BadParameter("give --data DIR or --store-url URL (or set store.url)")
+    url = store or store_url(settings, data)
+    return url, open_engine(
+        url,
+        create=create,
+        on_missing=lambda path: Error(
+            f"no store at {path}: `retain db upgrade --data DIR` makes one"
+        ),
+        on_error=lambda message: Error(f"store: {message}"),
+    )
+
+
+@db_app.command("upgrade")
+@handle_errors(StoreError)
+def db_upgrade(
+    data: OptionalData = None, store: StoreOption = None, config: ConfigOption = None
+) -> None:
+    """Create the store or bring its schema to the newest revision (migrations; safe to run
+    again, and from several replicas at once on PostgreSQL)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from store import redact
+    from store.migrate import upgrade
+
+    url, engine = _store_engine(data, store, config, create=True)
+    try:
+        before, after = upgrade(engine)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot upgrade {redact(url)}: {exc}") from None
+    finally:
+        engine.dispose()
+    if before == after:
+        typer.echo(f"{redact(url)}: already at {after} (the newest)")
+    else:
+        typer.echo(f"{redact(url)}: {before or 'empty'} -> {after}")
+
+
+@db_app.command("current")
+@handle_errors(StoreError)
+def db_current(
+    data: OptionalData = None, store: StoreOption = None, config: ConfigOption = None
+) -> None:
+    """The store's schema revision, and whether it is behind the code."""
+    from store import redact
+    from store.migrate import current, head
+
+    url, engine = _store_engine(data, store, config, create=False)
+    try:
+        with engine.connect() as conn:
+            rev = current(conn)
+    finally:
+        engine.dispose()
+    state = "the newest" if rev == head() else f"behind {head()}: run `retain db upgrade`"
+    typer.echo(f"{redact(url)}: {rev or 'no revision'} ({state})")
+
+
+app.add_typer(db_app, name="db", help="The store's schema: migrations (Alembic).")

@@ -12,7 +12,7 @@ import json
 import logging
 import tempfile
 import threading
-import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,16 @@ class MonitorRun:
 class Reports:
     """The newest monitoring runs of an MLflow tracking server."""
 
-    def __init__(self, tracking_uri: str, experiment: str, runs: int = 12) -> None:
+    def __init__(
+        self,
+        tracking_uri: str,
+        experiment: str,
+        *,
+        seconds: Callable[[], float],
+        runs: int = 12,
+    ) -> None:
+        # `seconds`: a monotonic clock, read only to list the runs again after REFRESH_S.
+        self.seconds = seconds
         self.tracking_uri = tracking_uri
         self.experiment = experiment
         self.runs = runs
@@ -53,7 +62,7 @@ class Reports:
         return MlflowClient(tracking_uri=self.tracking_uri)
 
     def _run_ids(self) -> list[str]:
-        if time.monotonic() - self._listed_at < REFRESH_S:
+        if self.seconds() - self._listed_at < REFRESH_S:
             return self._ids
         client = self._client()
         found = client.get_experiment_by_name(self.experiment)
@@ -66,7 +75,7 @@ class Reports:
                 max_results=self.runs,
             )
             ids = [r.info.run_id for r in runs]
-        self._ids, self._listed_at = ids, time.monotonic()
+        self._ids, self._listed_at = ids, self.seconds()
         return ids
 
     def _download(self, run_id: str, name: str) -> Path | None:

@@ -213,11 +213,11 @@ def test_reports_read_the_newest_monitoring_runs_from_mlflow(tmp_path):
             ids.append(run.info.run_id)
     finally:
         mlflow.set_tracking_uri(None)
-    reports = Reports(uri, "mon")
+    reports = Reports(uri, "mon", seconds=lambda: 0.0)
     runs = reports.latest()
     assert [str(r.as_of.date()) for r in runs] == ["2026-01-01", "2025-12-01"]
     assert runs[0].kpis["value"].tolist() == [-5.0] and runs[0].reports == ("drift.html",)
     assert reports.report(ids[1], "drift.html").read_text() == "<html>drift</html>"
     assert reports.report(ids[1], "../summary.json") is None
     assert reports.report("not-a-run", "drift.html") is None
-    assert Reports(uri, "no-such-experiment").latest() == []
+    assert Reports(uri, "no-such-experiment", seconds=lambda: 0.0).latest() == []
