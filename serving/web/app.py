@@ -852,6 +852,13 @@ def kpis(request: Request) -> Response:
         top=top,
         sla=_sla(cases, ws.clock()),
         versions=(ws.champions.churn_version, ws.champions.clv_version),
+        trained={
+            kind: ws.reports.training_metrics(kind, str(version)) if ws.reports is not None else {}
+            for kind, version in (
+                ("churn", ws.champions.churn_version),
+                ("clv", ws.champions.clv_version),
+            )
+        },
         latest=latest,
         window=window,
         kpi_rows=_kpi_table(latest.kpis, window) if latest is not None else [],

@@ -22,6 +22,11 @@ import pandas as pd
 logger = logging.getLogger("retain.workspace")
 
 REPORTS = ("drift.html", "report.html", "performance.html")
+# The headline training metrics of each champion, as `training` logs them on its run.
+HEADLINES = {
+    "churn": ("roc_auc", "pr_auc", "brier", "ece", "lift_top_decile"),
+    "clv": ("gini_normalized", "spearman", "decile_mape", "interval.coverage"),
+}
 REFRESH_S = 60.0
 
 
@@ -55,6 +60,7 @@ class Reports:
         self._listed_at = -REFRESH_S
         self._ids: list[str] = []
         self._cache: dict[str, MonitorRun | None] = {}
+        self._metrics: dict[str, dict[str, float]] = {}
 
     def _client(self):
         from mlflow.tracking import MlflowClient
@@ -125,6 +131,26 @@ class Reports:
                 logger.exception("workspace: the monitoring runs could not be read")
                 return []
         return sorted((r for r in runs if r is not None), key=lambda r: r.as_of, reverse=True)
+
+    def training_metrics(self, kind: str, version: str) -> dict[str, float]:
+        """The headline metrics the training run of model `kind` version `version` logged on
+        its evaluation snapshot (empty when they cannot be read)."""
+        key = f"{kind}:{version}"
+        with self._lock:
+            if key not in self._metrics:
+                try:
+                    client = self._client()
+                    run_id = client.get_model_version(kind, version).run_id
+                    logged = client.get_run(run_id).data.metrics if run_id else {}
+                    self._metrics[key] = {
+                        m: logged[f"{kind}.{m}"]
+                        for m in HEADLINES.get(kind, ())
+                        if f"{kind}.{m}" in logged
+                    }
+                except Exception:
+                    logger.exception("workspace: the training metrics could not be read")
+                    return {}
+            return self._metrics[key]
 
     def report(self, run_id: str, name: str) -> Path | None:
         """A report file of one of the newest runs (None for anything else)."""

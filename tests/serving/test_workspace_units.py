@@ -211,6 +211,11 @@ def test_reports_read_the_newest_monitoring_runs_from_mlflow(tmp_path):
                 for f in folder.iterdir():
                     mlflow.log_artifact(str(f))
             ids.append(run.info.run_id)
+        with mlflow.start_run(experiment_id=experiment) as trained:
+            mlflow.log_metrics({"churn.roc_auc": 0.74, "churn.baseline.bgnbd.roc_auc": 0.7})
+        client = mlflow.tracking.MlflowClient(uri)
+        client.create_registered_model("churn")
+        client.create_model_version("churn", source=str(tmp_path), run_id=trained.info.run_id)
     finally:
         mlflow.set_tracking_uri(None)
     reports = Reports(uri, "mon", seconds=lambda: 0.0)
@@ -221,3 +226,5 @@ def test_reports_read_the_newest_monitoring_runs_from_mlflow(tmp_path):
     assert reports.report(ids[1], "../summary.json") is None
     assert reports.report("not-a-run", "drift.html") is None
     assert Reports(uri, "no-such-experiment", seconds=lambda: 0.0).latest() == []
+    assert reports.training_metrics("churn", "1") == {"roc_auc": 0.74}
+    assert reports.training_metrics("clv", "1") == {}  # no such model: nothing, no error
