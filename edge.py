@@ -94,6 +94,19 @@ def store_url(settings: Settings, data: str | None) -> str:
     return url_for(settings.store.url, data, os.environ)
 
 
+def given_store_url(settings: Settings, data: str | None, store: str | None) -> str:
+    """`--store-url`, else the store of `--data` (as `store_url`); a usage error when neither
+    they nor RETAIN_STORE_URL or `store.url` say which store is meant."""
+    if (
+        store is None
+        and data is None
+        and not settings.store.url
+        and not os.environ.get("RETAIN_STORE_URL")
+    ):
+        raise typer.BadParameter("give --data DIR or --store-url URL (or set store.url)")
+    return store or store_url(settings, data)
+
+
 def read_tables(data: str, progress: Progress, settings: Settings):
     """Read a source plus the store's inbox (the rows ingested since the last `retain compact`)
     as one history, validate it and print the reconciliation; returns the ValidationResult."""

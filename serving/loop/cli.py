@@ -14,6 +14,7 @@ from edge import (
     ConfigOption,
     Progress,
     champions,
+    given_store_url,
     handle_errors,
     read_tables,
     registry,
@@ -208,14 +209,7 @@ def _book(data: str | None, store: str | None, config: Path | None):
     from store import Store
 
     settings = settings_from(config)
-    if (
-        store is None
-        and data is None
-        and not settings.store.url
-        and not os.environ.get("RETAIN_STORE_URL")
-    ):
-        raise typer.BadParameter("give --data DIR or --store-url URL (or set store.url)")
-    return CaseBook(Store(store or store_url(settings, data), create=False), settings.loop)
+    return CaseBook(Store(given_store_url(settings, data, store), create=False), settings.loop)
 
 
 OptionalData = Annotated[str | None, typer.Option("--data", help="Data folder whose store to use.")]
@@ -335,15 +329,7 @@ def _store_engine(data: str | None, store: str | None, config: Path | None, *, c
     from store import StoreError as Error
     from store import open_engine
 
-    settings = settings_from(config)
-    if (
-        store is None
-        and data is None
-        and not settings.store.url
-        and not os.environ.get("RETAIN_STORE_URL")
-    ):
-        raise typer.BadParameter("give --data DIR or --store-url URL (or set store.url)")
-    url = store or store_url(settings, data)
+    url = given_store_url(settings_from(config), data, store)
     return url, open_engine(
         url,
         create=create,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from edge import ConfigOption, handle_errors, settings_from, store_url, utc_now
+from edge import ConfigOption, given_store_url, handle_errors, settings_from, utc_now
 from serving.web.accounts import ROLES, AccountError
 from store import StoreError
 
@@ -32,16 +31,9 @@ def _accounts(data: str | None, store: str | None, config: Path | None):
     from store import Store
 
     settings = settings_from(config)
-    if (
-        store is None
-        and data is None
-        and not settings.store.url
-        and not os.environ.get("RETAIN_STORE_URL")
-    ):
-        raise typer.BadParameter("give --data DIR or --store-url URL (or set store.url)")
     w = settings.workspace
     return Accounts(
-        Store(store or store_url(settings, data)),
+        Store(given_store_url(settings, data, store)),
         session_hours=w.session_hours,
         token_days=w.token_days,
     ), settings

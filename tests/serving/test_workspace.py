@@ -42,12 +42,10 @@ def _event_id(salt: str, prefix: str) -> str:
     raise AssertionError("no id")
 
 
-def _add_user(data: Path, name: str, role: str) -> str:
+def _token(data: Path, *args: str) -> str:
+    """The sign-in token `retain users ARGS --data DATA` prints (add, or token for a new one)."""
     out = subprocess.run(
-        [RETAIN, "users", "add", name, "--role", role, "--data", str(data)],
-        capture_output=True,
-        text=True,
-        check=True,
+        [RETAIN, "users", *args, "--data", str(data)], capture_output=True, text=True, check=True
     ).stdout
     return re.search(r"^\s+(\S{30,})$", out, re.M).group(1)
 
@@ -71,7 +69,7 @@ def served(
     # Cases of moments go round robin to the two agents.
     config.write_text("loop: {default_team: [ana, bo]}\n")
     tokens = {
-        name: _add_user(data, name, role)
+        name: _token(data, "add", name, "--role", role)
         for name, role in (("ana", "agent"), ("bo", "agent"), ("lee", "lead"), ("ana2", "agent"))
     }
     with running_service(tmp, data, config, trained_world.tracking_uri, KEYS) as srv:
@@ -123,16 +121,7 @@ def test_pages_need_a_session_and_tokens_work_once(served):
 
 def test_at_risk_filters_pages_and_exports_in_the_store_order(served):
     srv, data, ranked, tokens = served
-    token = (
-        subprocess.run(
-            [RETAIN, "users", "token", "lee", "--data", str(data)],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        .stdout.split("\n")[1]
-        .strip()
-    )
+    token = _token(data, "token", "lee")
     with httpx.Client(base_url=srv.url, timeout=30) as client:
         assert _sign_in(client, token).status_code == 303
         high = ranked[ranked["tier"] == "high"]
@@ -282,16 +271,7 @@ def test_a_cx_agent_and_a_lead_work_the_loop_in_a_browser(served, browser, scree
 
     lead = Watched(browser, srv.url)
     try:
-        token = (
-            subprocess.run(
-                [RETAIN, "users", "token", "lee", "--data", str(data)],
-                capture_output=True,
-                text=True,
-                check=True,
-            )
-            .stdout.split("\n")[1]
-            .strip()
-        )
+        token = _token(data, "token", "lee")
         lead.sign_in(token)
         page = lead.page
         page.goto(f"{srv.url}/ui/cases")
