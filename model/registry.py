@@ -56,6 +56,11 @@ def quiet_mlflow(environ: dict[str, str] | os._Environ) -> None:
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
+class NoChampionError(RuntimeError):
+    """The registry has no `champion` version of a model Retain needs to score (defined here,
+    with the registry, so the command line can name it without loading the models' code)."""
+
+
 class Registry:
     """The tracking store and model registry at `uri` (creating a SQLite store's folder)."""
 

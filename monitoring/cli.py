@@ -29,7 +29,7 @@ from edge import (
     store_url,
 )
 from features.contract import ContractError
-from serving.core.champions import NoChampionError
+from model.registry import NoChampionError
 
 app = typer.Typer()
 

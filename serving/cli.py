@@ -18,7 +18,7 @@ from edge import (
     settings_from,
 )
 from features.contract import ContractError
-from serving.core.champions import NoChampionError
+from model.registry import NoChampionError
 from serving.loop.cli import app as loop_app
 from serving.outreach.cli import app as outreach_app
 from serving.web.cli import users_app

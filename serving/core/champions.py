@@ -8,11 +8,9 @@ from dataclasses import dataclass
 from model.btyd import BtydParams
 from model.churn import ChurnModel
 from model.clv import ClvModel
-from model.registry import CHAMPION, MODEL_NAMES, Registry
+from model.registry import CHAMPION, MODEL_NAMES, NoChampionError, Registry
 
-
-class NoChampionError(RuntimeError):
-    """The registry has no `champion` version of a model Retain needs to score."""
+__all__ = ["Champions", "NoChampionError", "load_champions"]
 
 
 @dataclass(frozen=True)

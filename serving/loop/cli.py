@@ -23,7 +23,7 @@ from edge import (
     utc_now,
 )
 from features.contract import ContractError
-from serving.core.champions import NoChampionError
+from model.registry import NoChampionError
 from serving.loop.cases import CaseError
 from serving.outreach.policy import OutreachError
 from store import StoreError
