@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,65 +23,12 @@ from features.contract import Tables, to_utc
 from monitoring.effect import CONTACT, CONTROL, EffectResult, outreach_effect
 from monitoring.outcomes import matured_labels
 from monitoring.settings import MonitoringSettings
+from serving.loop.cases import case_kpis
+
+__all__ = ["case_kpis", "first_in_window", "read_moments", "recovery_effect"]
 
 TREATED = ("opened", "added")
 HELD_OUT = "held_out"
-PRIORITIES = ("p1", "p2", "p3")
-
-
-def _hours(later: pd.Series, earlier: pd.Series) -> pd.Series:
-    return (later - earlier).dt.total_seconds() / 3600.0
-
-
-def case_kpis(cases: pd.DataFrame, as_of: str | pd.Timestamp) -> dict[str, Any]:
-    """Per priority: cases, median hours to first response and to resolution, SLA compliance
-    (closed by their due time, among closed ones), open and overdue now; per owner: open and
-    overdue. `cases` as `serving.loop.cases.CaseBook.frame` gives them."""
-    as_of = to_utc(as_of)
-    seen = cases[cases["opened_at"] < as_of]
-    active = seen["status"].isin(["open", "in_progress"])
-    overdue = active & (seen["due_at"] < as_of)
-    closed = seen["closed_at"].notna() & (seen["closed_at"] < as_of)
-    by_priority = []
-    for p in PRIORITIES:
-        part = seen["priority"] == p
-        c = seen[part & closed]
-        responded = seen[part & seen["first_response_at"].notna()]
-        by_priority.append(
-            {
-                "priority": p,
-                "cases": int(part.sum()),
-                "open": int((part & active).sum()),
-                "overdue": int((part & overdue).sum()),
-                "median_hours_to_first_response": _median(
-                    _hours(responded["first_response_at"], responded["opened_at"])
-                ),
-                "median_hours_to_close": _median(_hours(c["closed_at"], c["opened_at"])),
-                "sla_compliance": (
-                    float((c["closed_at"] <= c["due_at"]).mean()) if len(c) else None
-                ),
-            }
-        )
-    owners = (
-        pd.DataFrame({"owner": seen["owner"], "open": active, "overdue": overdue})
-        .groupby("owner", sort=True)[["open", "overdue"]]
-        .sum()
-        .astype(int)
-        .reset_index()
-    )
-    return {
-        "as_of": as_of.isoformat(),
-        "cases": int(len(seen)),
-        "open": int(active.sum()),
-        "overdue": int(overdue.sum()),
-        "by_priority": by_priority,
-        "by_owner": owners.to_dict(orient="records"),
-    }
-
-
-def _median(values: pd.Series) -> float | None:
-    values = values.dropna()
-    return float(values.median()) if len(values) else None
 
 
 def first_in_window(customer_ids: pd.Series, ts: pd.Series, horizon_days: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 import time
 from typing import Annotated, Any
 
@@ -130,10 +131,14 @@ class RetainService:
             scored,
             realtime=self.loop.realtime_score if self.loop is not None else None,
         )
-        web_app.state.workspace = self._workspace(env, champions, scored, store)
+        workspace = self._workspace(env, champions, scored, store)
+        web_app.state.workspace = workspace
         try:
             snap = scored.get()
             logger.info("scored list of %s: %d customers", snap.as_of, len(snap.ids))
+            # The workspace's index of the list (seconds on a million customers) is built
+            # now, beside the probes, rather than by the first person to open the list.
+            threading.Thread(target=workspace.index, name="retain-index", daemon=True).start()
         except Refused as exc:
             logger.warning("customer ids and /at_risk are unavailable: %s", exc.message)
         logger.info("serving churn v%s and clv v%s", champions.churn_version, champions.clv_version)

@@ -21,6 +21,7 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from configs import LoopSettings
+from features.contract import to_utc
 from store import Store, as_utc, naive_utc
 
 RECOVERY, RETENTION = "recovery", "retention"
@@ -314,6 +315,61 @@ def open_retention_cases(
     return counts
 
 
+def _hours(later: pd.Series, earlier: pd.Series) -> pd.Series:
+    return (later - earlier).dt.total_seconds() / 3600.0
+
+
+def case_kpis(cases: pd.DataFrame, as_of: str | pd.Timestamp) -> dict[str, Any]:
+    """Per priority: cases, median hours to first response and to resolution, SLA compliance
+    (closed by their due time, among closed ones), open and overdue now; per owner: open and
+    overdue. `cases` as `serving.loop.cases.CaseBook.frame` gives them."""
+    as_of = to_utc(as_of)
+    seen = cases[cases["opened_at"] < as_of]
+    active = seen["status"].isin(list(ACTIVE))
+    overdue = active & (seen["due_at"] < as_of)
+    closed = seen["closed_at"].notna() & (seen["closed_at"] < as_of)
+    by_priority = []
+    for p in PRIORITIES:
+        part = seen["priority"] == p
+        c = seen[part & closed]
+        responded = seen[part & seen["first_response_at"].notna()]
+        by_priority.append(
+            {
+                "priority": p,
+                "cases": int(part.sum()),
+                "open": int((part & active).sum()),
+                "overdue": int((part & overdue).sum()),
+                "median_hours_to_first_response": _median(
+                    _hours(responded["first_response_at"], responded["opened_at"])
+                ),
+                "median_hours_to_close": _median(_hours(c["closed_at"], c["opened_at"])),
+                "sla_compliance": (
+                    float((c["closed_at"] <= c["due_at"]).mean()) if len(c) else None
+                ),
+            }
+        )
+    owners = (
+        pd.DataFrame({"owner": seen["owner"], "open": active, "overdue": overdue})
+        .groupby("owner", sort=True)[["open", "overdue"]]
+        .sum()
+        .astype(int)
+        .reset_index()
+    )
+    return {
+        "as_of": as_of.isoformat(),
+        "cases": int(len(seen)),
+        "open": int(active.sum()),
+        "overdue": int(overdue.sum()),
+        "by_priority": by_priority,
+        "by_owner": owners.to_dict(orient="records"),
+    }
+
+
+def _median(values: pd.Series) -> float | None:
+    values = values.dropna()
+    return float(values.median()) if len(values) else None
+
+
 class CaseBook:
     """Reads and changes cases in a store (the API's and `retain cases`' use cases)."""
 
@@ -479,6 +535,19 @@ class CaseBook:
             for r in conn.execute(query).mappings():
                 out.setdefault(r["customer_id"], {**dict(r), "due_at": as_utc(r["due_at"])})
         return out
+
+    def open_by_owner(self, *, now: datetime) -> list[dict[str, Any]]:
+        """Active cases per owner, and how many of them are past due (the lead's queue)."""
+        c = self.store.t.cases
+        late = func.sum(case((c.c.due_at < naive_utc(now), 1), else_=0))
+        query = (
+            select(c.c.owner, func.count().label("open"), late.label("overdue"))
+            .where(c.c.status.in_(list(ACTIVE)))
+            .group_by(c.c.owner)
+            .order_by(c.c.owner)
+        )
+        with self.store.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
 
     def get(self, case_id: int) -> dict[str, Any]:
         """A case with its history, oldest change first."""

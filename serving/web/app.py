@@ -39,13 +39,13 @@ from serving.http.payloads import Refused
 from serving.loop.cases import (
     ACTIVE,
     NEEDS_RESOLUTION,
-    PRIORITIES,
     RETENTION,
     STATUSES,
     TRANSITIONS,
     CaseBook,
     CaseError,
     Opening,
+    case_kpis,
 )
 from serving.score_store import ScoreStore
 from serving.web.accounts import AccountError, Accounts, Session, same
@@ -650,7 +650,7 @@ def cases_page(request: Request) -> Response:
         limit=size,
         offset=(page - 1) * size,
     )
-    owners = _owner_counts(ws) if lead else []
+    owners = ws.book.open_by_owner(now=ws.clock()) if lead else []
     return _render(
         request,
         "cases.html",
@@ -666,22 +666,6 @@ def cases_page(request: Request) -> Response:
         now=ws.clock(),
         mine=not lead or owner == session.user.name,
     )
-
-
-def _owner_counts(ws: Workspace) -> list[dict[str, Any]]:
-    from sqlalchemy import func, select
-
-    c = ws.book.store.t.cases
-    now = ws.clock().tz_convert("UTC").tz_localize(None).to_pydatetime()
-    late = func.sum(func.cast(c.c.due_at < now, type_=c.c.version.type))
-    query = (
-        select(c.c.owner, func.count().label("open"), late.label("overdue"))
-        .where(c.c.status.in_(list(ACTIVE)))
-        .group_by(c.c.owner)
-        .order_by(c.c.owner)
-    )
-    with ws.book.store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
 
 
 def _case_for(ws: Workspace, session: Session, case_id: int) -> dict[str, Any]:
@@ -850,7 +834,7 @@ def kpis(request: Request) -> Response:
         by_tier=by_tier,
         by_segment=by_segment,
         top=top,
-        sla=_sla(cases, ws.clock()),
+        sla=case_kpis(cases, ws.clock())["by_priority"] if len(cases) else [],
         versions=(ws.champions.churn_version, ws.champions.clv_version),
         trained={
             kind: ws.reports.training_metrics(kind, str(version)) if ws.reports is not None else {}
@@ -887,31 +871,6 @@ def report(request: Request) -> Response:
         media_type="text/html; charset=utf-8",
         headers={"content-security-policy": policy},
     )
-
-
-def _sla(cases: pd.DataFrame, now: pd.Timestamp) -> list[dict[str, Any]]:
-    """Per priority: cases, open, overdue, and the share first answered within their due time."""
-    if cases.empty:
-        return []
-    out = []
-    for priority in PRIORITIES:
-        part = cases[cases["priority"] == priority]
-        if part.empty:
-            continue
-        due = pd.to_datetime(part["due_at"], utc=True)
-        first = pd.to_datetime(part["first_response_at"], utc=True)
-        answered = first.notna()
-        active = part["status"].isin(ACTIVE)
-        out.append(
-            {
-                "priority": priority,
-                "cases": len(part),
-                "open": int(active.sum()),
-                "overdue": int((active & (due < now)).sum()),
-                "in_time": float((answered & (first <= due)).sum() / len(part)),
-            }
-        )
-    return out
 
 
 # -- errors and headers ------------------------------------------------------------------------
