@@ -97,6 +97,17 @@ def worker_rss_gib(proc) -> float:
         return float("nan")
 
 
+def tree_rss_gib(proc) -> float:
+    """Resident memory of the whole serve process tree (every worker)."""
+    import psutil
+
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+        return sum(p.memory_info().rss for p in tree) / 2**30
+    except psutil.Error:
+        return float("nan")
+
+
 def latency(url: str, ids: list[str], n: int, rate: float, rng: random.Random) -> dict:
     import httpx
 
@@ -228,6 +239,7 @@ def main() -> None:
     parser.add_argument("--latency-rows", type=int, default=1500)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--workers", type=int, default=1, help="service worker processes")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--serve-bare", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
@@ -270,14 +282,19 @@ def main() -> None:
         retain = str(Path(sys.executable).with_name("retain"))
         port = _free_port()
         proc, started = _start(
-            [retain, "serve", "--port", str(port), "--data", str(data)],
+            [retain, "serve", "--port", str(port), "--data", str(data)]
+            + ["--workers", str(args.workers)],
             env,
             tmp / "service.log",
             f"http://127.0.0.1:{port}/readyz",
         )
         url = f"http://127.0.0.1:{port}"
-        rss0 = worker_rss_gib(proc)
-        print(f"service ready in {started:.1f} s, worker RSS {rss0:.2f} GiB", flush=True)
+        rss0, total0 = worker_rss_gib(proc), tree_rss_gib(proc)
+        print(
+            f"service ready in {started:.1f} s ({args.workers} workers), largest worker RSS "
+            f"{rss0:.2f} GiB, all processes {total0:.2f} GiB",
+            flush=True,
+        )
         try:
             lat = latency(url, ids, args.latency_rows, args.rate, random.Random(0))
             print(
@@ -292,7 +309,8 @@ def main() -> None:
                 f"{thr['wall_s']:.1f} s), errors {len(thr['errors'])}",
                 flush=True,
             )
-            rss1 = worker_rss_gib(proc)
+            rss1, total1 = worker_rss_gib(proc), tree_rss_gib(proc)
+            print(f"at the end: largest worker {rss1:.2f} GiB, all {total1:.2f} GiB", flush=True)
         finally:
             _stop(proc)
         counts = store_counts(store_url)
@@ -333,7 +351,9 @@ def main() -> None:
         print(f"service / bare throughput: {thr['rows_per_s'] / ref['rows_per_s']:.2f}")
         results.update(
             startup_s=started,
+            workers=args.workers,
             worker_rss_gib={"after_start": rss0, "at_end": rss1},
+            service_rss_gib={"after_start": total0, "at_end": total1},
             latency=lat,
             throughput=thr,
             store=counts,

@@ -156,6 +156,9 @@ class OutreachSettings(_Strict):
 
 class ServiceSettings(_Strict):
     port: int = Field(default=3000, ge=1, le=65535)
+    # Worker processes of `retain serve` (each loads the models, the scored list and the
+    # history; they share the store, so every row, case and hand-off still counts once).
+    workers: int = Field(default=1, ge=1, le=64)
     max_request_items: int = Field(default=1000, ge=1)
     max_request_bytes: int = Field(default=5_000_000, ge=1024)
     at_risk_default_n: int = Field(default=100, ge=1)
@@ -305,6 +308,10 @@ class LoopSettings(_Strict):
     # rescored together, as of just after the newest of those rows (one feature pass for a whole
     # batch); 0 rescores each customer exactly as of just after their own newest row.
     rescore_window_s: float = Field(default=60.0, ge=0.0)
+    # Where several processes share the store, each handles the rows it ingested; a row still
+    # pending after this many seconds (its process died, or `retain ingest` stored it) is
+    # handled by whichever process steps next.
+    stale_after_s: float = Field(default=5.0, ge=0.0)
     holdout_salt: str = Field(default="retain-loop", min_length=1)
     # Priority from value at risk: p1 at or above p1_value_at_risk, p2 at or above
     # p2_value_at_risk, else p3; the SLA (hours to resolve) of each.

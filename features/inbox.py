@@ -10,6 +10,7 @@ inbox row whose id is already a table row's `event_id` (it was compacted) is not
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
-from sqlalchemy import or_, select
+from sqlalchemy import select
 
 from features.contract import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 from store import Store, naive_utc, plain
@@ -103,8 +104,9 @@ def read_inbox(
     `ts` UTC), in arrival order, with `seq`. `processed` True (False) keeps only the rows the
     loop has (has not yet) handled; `limit` caps the rows per table; `after` keeps the rows
     whose `seq` is above the given one per table. With `or_pending`, `after` keeps those and
-    every row not handled yet, and a `pending` column tells which are which: the loop's step
-    reads what is new to its history and what it has to handle in one query."""
+    every row not handled yet, and `pending` and `received_at` (naive UTC) columns tell which
+    are which and how long they have waited: the loop's step reads what is new to its history
+    and what it has to handle in one read."""
     out: dict[str, pd.DataFrame] = {}
     for name in INBOX_COLUMNS:
         t = store.t.inbox(name)
@@ -113,20 +115,35 @@ def read_inbox(
             query = query.where(t.c.processed_at.is_not(None))
         elif processed is False:
             query = query.where(t.c.processed_at.is_(None))
+        queries = [query]
         if after is not None:
-            newer = t.c.seq > after.get(name, 0)
-            query = query.where(or_(newer, t.c.processed_at.is_(None)) if or_pending else newer)
+            newer = query.where(t.c.seq > after.get(name, 0))
+            # Two queries, each on its index, rather than one OR that scans the whole inbox.
+            queries = [newer, query.where(t.c.processed_at.is_(None))] if or_pending else [newer]
         if limit is not None:
-            query = query.limit(limit)
+            queries = [q.limit(limit) for q in queries]
         with store.engine.connect() as conn:
-            rows = conn.execute(query).mappings().all()
+            found = {r["seq"]: r for q in queries for r in conn.execute(q).mappings()}
+        rows = [found[k] for k in sorted(found)][:limit]
         out[name] = _raw_rows(name, rows)
         if or_pending:
             out[name]["pending"] = np.array([r["processed_at"] is None for r in rows], dtype=bool)
+            out[name]["received_at"] = pd.to_datetime([r["received_at"] for r in rows])
     return out
 
 
 def _raw_rows(name: str, rows: list) -> pd.DataFrame:
+    if not rows:  # the usual case for one of the tables at each step of the loop
+        return _empty_rows(name).copy()
+    return _rows_frame(name, rows)
+
+
+@functools.cache
+def _empty_rows(name: str) -> pd.DataFrame:
+    return _rows_frame(name, [])
+
+
+def _rows_frame(name: str, rows: list) -> pd.DataFrame:
     own = INBOX_COLUMNS[name]
     frame = pd.DataFrame(
         {

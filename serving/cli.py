@@ -151,6 +151,16 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="Worker processes (default: service.workers); each holds the models, the "
+            "scored list and the history, and they share the store.",
+            show_default=False,
+        ),
+    ] = None,
     config: ConfigOption = None,
 ) -> None:
     """Start the HTTP service (BentoML): POST /score, /at_risk, /events, /feedback and the case
@@ -161,13 +171,20 @@ def serve(
     import sys
 
     from model.registry import Registry, absolute_uri
-    from serving.http.environment import ENV_CONFIG, ENV_DATA, ENV_KEYS, ENV_TRACKING
+    from serving.http.environment import (
+        ENV_CONFIG,
+        ENV_DATA,
+        ENV_KEYS,
+        ENV_TRACKING,
+        ENV_WORKERS,
+    )
     from serving.http.guard import parse_api_keys
     from serving.http.keys import default_key_file, resolve_api_key
     from serving.score_store import ScoreStore
 
     settings = settings_from(config)
     port = settings.service.port if port is None else port
+    workers = settings.service.workers if workers is None else workers
     progress = Progress()
     uri = absolute_uri(registry().uri)
     progress(f"checking the champion models in {uri}")
@@ -206,7 +223,10 @@ def serve(
         else:
             typer.echo(f"API key: the one kept in {path} (not shown again)")
         header = f"Authorization: Bearer $(cat {path})"
-    typer.echo(f"Retain service on {base} (health: {base}/readyz, no key needed).")
+    typer.echo(
+        f"Retain service on {base} (health: {base}/readyz, no key needed), "
+        f"{workers} worker{'s' if workers > 1 else ''}."
+    )
     if data is not None:
         typer.echo(
             f"CX workspace: {base}/ui (sign in with a token from `retain users add NAME --role "
@@ -226,6 +246,7 @@ def serve(
         env[ENV_DATA] = str(data)
     if config is not None:
         env[ENV_CONFIG] = str(config.resolve())
+    env[ENV_WORKERS] = str(workers)
     # One OpenMP thread per prediction: a request scores a few rows, and idle OpenMP threads
     # spinning at a barrier cost more than they save (8 ms instead of 0.1 ms per booster).
     env.setdefault("OMP_NUM_THREADS", "1")

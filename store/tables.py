@@ -194,6 +194,10 @@ def define(metadata: MetaData) -> Tables:
         Column("last_error", Text),
         Column("delivered_at", DateTime),
         Column("filed_at", DateTime),  # when the file drop wrote it
+        # Which delivery holds the row, and until when (another may take it after): several
+        # processes on one store post each hand-off once.
+        Column("claimed_by", String(64)),
+        Column("claimed_until", DateTime),
         Index("ix_case_handoffs_status", "status"),
     )
     case_links = Table(

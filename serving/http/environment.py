@@ -19,6 +19,9 @@ ENV_TRACKING = "MLFLOW_TRACKING_URI"
 ENV_DATA = "RETAIN_DATA_DIR"
 ENV_CONFIG = "RETAIN_CONFIG"
 ENV_KEYS = "RETAIN_API_KEYS"
+# Worker processes of the service (`retain serve --workers`, `service.workers`); they share the
+# store, so rows, cases and hand-offs still count once (serving.http.loop).
+ENV_WORKERS = "RETAIN_WORKERS"
 
 
 class NoKeyError(RuntimeError):

@@ -4,6 +4,11 @@ scores `/score` answers with, and the hand-off thread. Plain Python over `servin
 without a server; `serving.http.service` adds the routes.
 
 The wall clock is injected (`clock`): the service passes the real one.
+
+Several processes may serve one store (workers, replicas): each steps over the rows it ingested
+itself (and stale ones, see `serving.loop.process`), answers a request's rows another step
+handled from the store (their moments), and reads every process's rescorings from the score
+history before it answers with a real-time score.
 """
 
 from __future__ import annotations
@@ -119,28 +124,54 @@ class LoopCore:
         # A test hook: die (SIGKILL) right after committing new rows, before the loop's step.
         self.crash_after_commit = crash_after_commit
         self._step = threading.Lock()
-        self.realtime: dict[str, dict[str, Any]] = self._stored_scores()
+        self._scores = threading.Lock()
+        self._score_id = 0  # the newest score history row `realtime` holds
+        self.realtime: dict[str, dict[str, Any]] = {}
+        self._catch_up_scores()
+        # Row ids this process stored and no step has handled yet (its steps' share of the work).
+        self._mine: set[str] = set()
         self._handoff = lambda: hand_off(store, settings, url=webhook_url, folder=drop_dir)
         self.sender = HandoffThread(self._handoff) if background else None
 
-    def _stored_scores(self) -> dict[str, dict[str, Any]]:
-        """The newest real-time score of each customer, from the store's score history."""
+    def _catch_up_scores(self) -> None:
+        """Add to `realtime` the score history rows written since the newest it holds, by any
+        process: the newest real-time score of each customer."""
         h = self.store.t.score_history
-        latest: dict[str, dict[str, Any]] = {}
-        with self.store.engine.connect() as conn:
-            for row in conn.execute(select(h).order_by(h.c.as_of, h.c.id)).mappings():
+        with self._scores, self.store.engine.connect() as conn:
+            rows = conn.execute(
+                select(h).where(h.c.id > self._score_id).order_by(h.c.as_of, h.c.id)
+            ).mappings()
+            for row in rows:
                 record = dict(row)
                 record["as_of"] = pd.Timestamp(row["as_of"]).tz_localize("UTC").isoformat()
-                latest[row["customer_id"]] = record
-        return latest
+                current = self.realtime.get(row["customer_id"])
+                if current is None or current["as_of"] <= record["as_of"]:
+                    self.realtime[row["customer_id"]] = record
+                self._score_id = max(self._score_id, int(row["id"]))
 
-    def step(self) -> Handled:
-        """The loop's step over every row not handled yet (also what a restart runs first)."""
+    def step(self, *, everything: bool = False) -> Handled:
+        """The loop's step over the rows this process stored and no step handled yet, and the
+        stale ones; `everything`: over every row not handled yet (what a start runs first)."""
         with self._step:
-            handled = process_pending(
-                self.store, self.history, self.champions, self.settings, now=self.clock()
-            )
-        self.realtime.update(handled.scores)
+            for _ in range(10):  # another process took some rows first: step over the rest
+                mine = None if everything else set(self._mine)
+                handled = process_pending(
+                    self.store,
+                    self.history,
+                    self.champions,
+                    self.settings,
+                    now=self.clock(),
+                    only=mine,
+                )
+                done = handled.row_ids | (
+                    mine - handled.pending_ids
+                    if mine is not None and handled.pending_ids is not None
+                    else set()
+                )
+                self._mine -= done
+                if not handled.taken:
+                    break
+        self._catch_up_scores()
         if handled.moments and self.sender is not None:
             self.sender.wake()
         return handled
@@ -168,9 +199,23 @@ class LoopCore:
             raise Refused(503, f"the inbox cannot take rows now: {exc}") from None
         if result.new_ids and self.crash_after_commit:
             os.kill(os.getpid(), signal.SIGKILL)
+        self._mine.update(result.new_ids)
         handled = self.step()  # its first act: the history catches up with the inbox
         mine = set(result.accepted_ids.values())
-        customers = set(result.kept["customer_id"].astype(str)) if len(result.kept) else set()
+        new = set(result.new_ids)
+        customers = (
+            {
+                str(cid)
+                for item, cid in zip(result.kept["item"], result.kept["customer_id"], strict=True)
+                if result.accepted_ids[int(item)] in new
+            }
+            if len(result.kept)
+            else set()
+        )
+        moments = [m for m in handled.moments if m["row_id"] in mine]
+        # Rows another step handled (a concurrent request's, another process's): their
+        # decisions are in the store.
+        moments += self.book.moments_of(new - {m["row_id"] for m in moments})
         return IngestResponse(
             table=table,
             received=result.received,
@@ -179,16 +224,15 @@ class LoopCore:
             rejected=[RowError(**r) for r in result.rejected],
             row_ids=[result.accepted_ids.get(i) for i in range(result.received)],
             rescored=[
-                Rescored(customer_id=cid, score=score_of(s, self._segment(cid)))
-                for cid, s in handled.scores.items()
-                if cid in customers
+                Rescored(customer_id=cid, score=score_of(self.realtime[cid], self._segment(cid)))
+                for cid in sorted(customers)
+                if cid in self.realtime
             ],
             moments=[
                 MomentDecision(
                     **{k: m[k] for k in ("row_id", "customer_id", "reason", "outcome", "case_id")}
                 )
-                for m in handled.moments
-                if m["row_id"] in mine
+                for m in moments
             ],
         )
 
@@ -196,6 +240,7 @@ class LoopCore:
         return self.history.segment_and_region(customer_id)["segment"] or ""
 
     def realtime_score(self, customer_id: str, newer_than: pd.Timestamp | None) -> Score | None:
+        self._catch_up_scores()
         record = self.realtime.get(customer_id)
         if record is None:
             return None

@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from serving.http.core import ServiceCore
-from serving.http.environment import environment, refuse_to_start
+from serving.http.environment import ENV_WORKERS, environment, refuse_to_start
 from serving.http.guard import Guard
 from serving.http.loaded import LatestList
 from serving.http.payloads import (
@@ -100,7 +100,7 @@ cases_api.add_exception_handler(Refused, _refused)
 @bentoml.asgi_app(web_app, path="/ui")
 @bentoml.service(
     name="retain",
-    workers=1,
+    workers=int(os.environ.get(ENV_WORKERS, "1")),
     traffic={"timeout": 60},
     metrics={"enabled": False},
     logging={"access": {"enabled": False}},
@@ -172,7 +172,7 @@ class RetainService:
             drop_dir=drop_dir(env.settings, env.data_dir),
             crash_after_commit=os.environ.get(CRASH_ENV) == "after_commit",
         )
-        handled = loop.step()
+        handled = loop.step(everything=True)
         logger.info(
             "loop: store %s; %d customers in the history; %d rows left unhandled before "
             "were handled now",

@@ -549,6 +549,21 @@ class CaseBook:
         with self.store.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
+    def moments_of(self, row_ids: set[str]) -> list[dict[str, Any]]:
+        """The recorded decisions on the given rows (those that were negative moments), in the
+        order they were recorded."""
+        if not row_ids:
+            return []
+        m = self.store.t.moments
+        columns = (m.c.row_id, m.c.customer_id, m.c.reason, m.c.outcome, m.c.case_id)
+        ids = sorted(row_ids)
+        out: list[dict[str, Any]] = []
+        with self.store.engine.connect() as conn:
+            for start in range(0, len(ids), 500):
+                query = select(m.c.id, *columns).where(m.c.row_id.in_(ids[start : start + 500]))
+                out += [dict(r) for r in conn.execute(query).mappings()]
+        return [{k: r[k] for k in r if k != "id"} for r in sorted(out, key=lambda r: r["id"])]
+
     def get(self, case_id: int) -> dict[str, Any]:
         """A case with its history, oldest change first."""
         c, h = self.store.t.cases, self.store.t.case_history

@@ -1,20 +1,31 @@
 """Hand-off of new and escalated cases, like outreach contacts: each `case_handoffs` row is
 posted to the cases webhook with its `Idempotency-Key` (retried with backoff by the outreach
-`WebhookDispatcher`, pending until a 2xx) and written to a CSV file drop, one file per UTC day
-(`cases-YYYY-MM-DD.csv`, rewritten whole and renamed into place, so a reader never sees half a
-file). With a webhook the row is `sent` on its 2xx; without one, when the file has it.
+`WebhookDispatcher`, pending until a 2xx) and written to a CSV file drop: each delivery writes
+the hand-offs no file has yet into new files, one per UTC day of creation
+(`cases-YYYY-MM-DD-NNNNNNNN.csv`, NNNNNNNN the first hand-off's id, so the names sort in
+order), written whole and renamed into place, never changed after: a reader never sees half a
+file, and a delivery costs what it delivers, not what the day holds. With a webhook the row is
+`sent` on its 2xx; without one, when a file has it.
+
+Several processes may deliver from one store (service workers, replicas, `retain cases
+escalate`): a delivery first claims the pending rows for a lease (`claimed_by`, `claimed_until`;
+`FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite) and posts only those, so
+each hand-off is posted by one of them; the file drop is written under a lock file in its folder.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 
 from configs import Settings
 from serving.outreach.dispatch import WebhookDispatcher, utc_now
@@ -22,6 +33,9 @@ from serving.outreach.policy import OutreachError
 from store import Store, home_for, naive_utc
 
 PENDING, SENT, FAILED = "pending", "sent", "failed"
+# How long a delivery holds the rows it claimed: if its process dies, another takes them after.
+CLAIM_LEASE = timedelta(minutes=10)
+CLAIM_BATCH = 200  # rows claimed at a time
 WEBHOOK_ENV = "RETAIN_CASES_WEBHOOK_URL"
 FILE_COLUMNS = (
     "idempotency_key",
@@ -44,17 +58,57 @@ FILE_COLUMNS = (
 
 
 class CaseHandoffs:
-    """The `case_handoffs` table with the delivery methods the webhook dispatcher calls."""
+    """The `case_handoffs` table with the delivery methods the webhook dispatcher calls; one
+    instance is one delivery, with its own claim token."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.t = store.t.case_handoffs
+        self.token = uuid.uuid4().hex
 
     def pending_contacts(self) -> list[dict[str, Any]]:
+        """Claims up to CLAIM_BATCH pending rows no live claim holds, and returns them."""
         t = self.t
-        query = select(t).where(t.c.status == PENDING).order_by(t.c.attempts, t.c.id)
+        now = utc_now().replace(tzinfo=None)
+        free = and_(
+            t.c.status == PENDING, or_(t.c.claimed_until.is_(None), t.c.claimed_until < now)
+        )
+        with self.store.engine.begin() as conn:
+            ids = list(
+                conn.scalars(
+                    select(t.c.id)
+                    .where(free)
+                    .order_by(t.c.attempts, t.c.id)
+                    .limit(CLAIM_BATCH)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if ids:
+                # The condition again: on SQLite the read above took no lock.
+                conn.execute(
+                    update(t)
+                    .where(t.c.id.in_(ids), free)
+                    .values(claimed_by=self.token, claimed_until=now + CLAIM_LEASE)
+                )
+        if not ids:
+            return []
+        query = (
+            select(t)
+            .where(t.c.claimed_by == self.token, t.c.status == PENDING)
+            .order_by(t.c.attempts, t.c.id)
+        )
         with self.store.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
+
+    def release(self) -> None:
+        """Give back this delivery's claims on rows still pending (the next one retries them)."""
+        t = self.t
+        with self.store.engine.begin() as conn:
+            conn.execute(
+                update(t)
+                .where(t.c.claimed_by == self.token, t.c.status == PENDING)
+                .values(claimed_by=None, claimed_until=None)
+            )
 
     def mark_attempt(self, row_id: int) -> None:
         with self.store.engine.begin() as conn:
@@ -89,22 +143,6 @@ class CaseHandoffs:
                 for r in conn.execute(select(t).where(t.c.filed_at.is_(None)).order_by(t.c.id))
             ]
 
-    def filed_on(self, day: str) -> list[dict[str, Any]]:
-        """Hand-offs created on the UTC day `day` (YYYY-MM-DD) that a file already carries."""
-        t = self.t
-        start = naive_utc(day)
-        query = (
-            select(t)
-            .where(
-                t.c.filed_at.is_not(None),
-                t.c.created_at >= start,
-                t.c.created_at < start + timedelta(days=1),
-            )
-            .order_by(t.c.id)
-        )
-        with self.store.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
-
     def mark_filed(self, row_ids: list[int], at: datetime) -> None:
         with self.store.engine.begin() as conn:
             conn.execute(
@@ -135,29 +173,44 @@ def _file_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=list(FILE_COLUMNS))
 
 
+@contextmanager
+def _folder_lock(folder: Path):
+    """Held while one process writes the drop's files (another waits for it)."""
+    with (folder / ".cases-drop.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def file_drop(queue: CaseHandoffs, folder: Path, *, mark_sent: bool) -> list[Path]:
     """Write every hand-off not yet filed into its day's file (with the day's earlier ones)."""
-    fresh = queue.unfiled()
-    if not fresh:
-        return []
-    paths = []
-    days = sorted({f"{r['created_at']:%Y-%m-%d}" for r in fresh})
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        for day in days:
-            rows = queue.filed_on(day) + [r for r in fresh if f"{r['created_at']:%Y-%m-%d}" == day]
-            path = folder / f"cases-{day}.csv"
-            tmp = path.with_name(f".{path.name}.tmp")
-            with tmp.open("w", encoding="utf-8", newline="") as handle:
-                _file_rows(rows).to_csv(handle, index=False)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-            paths.append(path)
+        with _folder_lock(folder):
+            return _file_drop(queue, folder, mark_sent=mark_sent)
     except OSError as exc:
         raise OutreachError(
             f"cannot write the cases file drop in {folder}: {exc.strerror or exc}"
         ) from None
+
+
+def _file_drop(queue: CaseHandoffs, folder: Path, *, mark_sent: bool) -> list[Path]:
+    fresh = queue.unfiled()
+    if not fresh:
+        return []
+    paths = []
+    for day in sorted({f"{r['created_at']:%Y-%m-%d}" for r in fresh}):
+        rows = [r for r in fresh if f"{r['created_at']:%Y-%m-%d}" == day]
+        path = folder / f"cases-{day}-{rows[0]['id']:08d}.csv"
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", encoding="utf-8", newline="") as handle:
+            _file_rows(rows).to_csv(handle, index=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+        paths.append(path)
     now = utc_now()
     ids = [r["id"] for r in fresh]
     queue.mark_filed(ids, now)
@@ -181,6 +234,15 @@ def hand_off(
             setting=f"loop.webhook_url or {WEBHOOK_ENV}",
             **webhook,
         )
-        result = dispatcher.dispatch(queue)
-        out.update(delivered=result.delivered, failed=result.failed, stopped=result.stopped)
+        try:
+            # A claim at a time (CLAIM_BATCH rows) until nothing is left or the receiver stops.
+            while True:
+                result = dispatcher.dispatch(queue)
+                out["delivered"] += result.delivered
+                out["failed"] += result.failed
+                out["stopped"] = result.stopped
+                if result.stopped or not (result.delivered or result.failed):
+                    break
+        finally:
+            queue.release()
     return out

@@ -117,7 +117,9 @@ class History:
             if not len(rows):
                 continue
             before = len(self._seen[name])
-            content = rows.drop(columns=["seq", "row_id", "pending"], errors="ignore")
+            content = rows.drop(
+                columns=["seq", "row_id", "pending", "received_at"], errors="ignore"
+            )
             self.add(name, content, rows["event_id"].tolist())
             added += len(self._seen[name]) - before
             self.seen_seq[name] = max(self.seen_seq[name], int(rows["seq"].max()))

@@ -6,6 +6,12 @@ opens a case, joins an open one, is held out or does not qualify, and commit all
 history, moments, cases, their history and hand-offs, and the rows marked handled - in one
 transaction. A process killed at any point therefore leaves the rows unhandled (done again, with
 the same decisions, since the holdout draw is a hash) or handled once.
+
+Several processes (service replicas, workers) may share one store: each step handles the rows
+it is given (`only`: the rows its own process ingested) and the rows left pending longer than
+`loop.stale_after_s` (a crashed process's, or `retain ingest`'s), and its transaction marks
+them handled only if no other step did first; otherwise it is rolled back whole (`Handled.taken`)
+and the rows count once, as the other step decided them.
 """
 
 from __future__ import annotations
@@ -49,12 +55,18 @@ def holdout_draw(salt: str, row_id: str) -> float:
 
 @dataclass
 class Handled:
-    """What one step did: rows handled, customers rescored (their new scores, by customer id)
-    and each moment's decision."""
+    """What one step did: rows handled (their row ids), customers rescored (their new scores, by
+    customer id) and each moment's decision. `taken`: another process handled some of the rows
+    first, so this step committed nothing."""
 
     rows: int = 0
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     moments: list[dict[str, Any]] = field(default_factory=list)
+    row_ids: set[str] = field(default_factory=set)
+    taken: bool = False
+    # Every row id pending when the step read the inbox (None when the read was cut at its
+    # limit): a row a process stored and that is not among them was handled by someone.
+    pending_ids: set[str] | None = None
 
     def opened(self) -> list[int]:
         return [m["case_id"] for m in self.moments if m["outcome"] == OPENED]
@@ -109,20 +121,32 @@ def process_pending(
     *,
     now: datetime,
     limit: int = 10_000,
+    only: set[str] | None = None,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Handled:
-    """One step of the loop over the inbox rows not yet handled (at most `limit` per table)."""
+    """One step of the loop over the inbox rows not yet handled (at most `limit` per table):
+    all of them, or with `only` those row ids and the rows pending for longer than
+    `loop.stale_after_s`."""
     now = naive_utc(now)
     # One read: the rows new to the history (whoever stored them: this process, retain ingest,
     # another replica) and the rows not handled yet (mostly the same ones).
     read = read_inbox(store, after=history.seen_seq, or_pending=True, limit=limit)
     history.add_inbox(read)
-    rows = {
-        name: frame.loc[frame["pending"]].drop(columns="pending").reset_index(drop=True)
-        for name, frame in read.items()
-        if frame["pending"].any()
-    }
+    stale = now - timedelta(seconds=settings.loop.stale_after_s)
     handled = Handled()
+    if all(len(frame) < limit for frame in read.values()):
+        handled.pending_ids = {
+            str(r) for frame in read.values() for r in frame.loc[frame["pending"], "row_id"]
+        }
+    rows = {}
+    for name, frame in read.items():
+        take = frame["pending"].to_numpy()
+        if only is not None and take.any():
+            take &= frame["row_id"].isin(only).to_numpy() | (frame["received_at"] <= stale)
+        if take.any():
+            rows[name] = (
+                frame.loc[take].drop(columns=["pending", "received_at"]).reset_index(drop=True)
+            )
     if not rows:
         return handled
     newest: dict[str, pd.Timestamp] = {}
@@ -136,12 +160,19 @@ def process_pending(
     moments = []
     for name, frame in rows.items():
         found = negative_moments(name, frame, settings)
-        hit = found["reason"] != ""
-        for (_, row), (_, m) in zip(
-            frame.loc[hit].iterrows(), found.loc[hit].iterrows(), strict=True
+        hit = (found["reason"] != "").to_numpy()
+        if not hit.any():
+            continue
+        # Plain dicts: a pandas row per moment cost more than the moment's decision.
+        hits = frame.loc[hit].astype(object).where(frame.loc[hit].notna(), None)
+        for row, m in zip(
+            hits.to_dict(orient="records"),
+            found.loc[hit].to_dict(orient="records"),
+            strict=True,
         ):
             moments.append((int(row["seq"]), name, row, m))
     moments.sort(key=lambda x: (x[0], x[1]))
+    by_customer = scores.to_dict(orient="index")
     t = store.t
     score_rows = []
     for cid, s in zip(scores.index, scores.to_dict(orient="records"), strict=True):
@@ -166,7 +197,7 @@ def process_pending(
             records = []
             for _, name, row, m in moments:
                 decided, record = _decide(
-                    conn, store, history, settings, name, row, m, scores, now, state
+                    conn, store, history, settings, name, row, m, by_customer, now, state
                 )
                 handled.moments.append(decided)
                 records.append(record)
@@ -174,17 +205,25 @@ def process_pending(
                 conn.execute(insert(t.moments), records)
             for name, frame in rows.items():
                 inbox = t.inbox(name)
-                conn.execute(
+                marked = conn.execute(
                     update(inbox)
                     .where(inbox.c.seq.in_(frame["seq"].tolist()), inbox.c.processed_at.is_(None))
                     .values(processed_at=now)
-                )
-    except IntegrityError:
-        # Another process handled these rows first (the moments' row ids are unique): nothing
-        # of this attempt was committed, and nothing is left to do.
-        return Handled()
+                ).rowcount
+                if marked != len(frame):
+                    raise _Taken
+    except (IntegrityError, _Taken):
+        # Another process handled some of these rows first (the moments' row ids are unique,
+        # and the rows it marked are no longer pending): nothing of this attempt was committed;
+        # the rows are handled once, as that process decided.
+        return Handled(taken=True, pending_ids=handled.pending_ids)
     handled.rows = sum(len(f) for f in rows.values())
+    handled.row_ids = {str(r) for f in rows.values() for r in f["row_id"]}
     return handled
+
+
+class _Taken(Exception):
+    """A row of the step was marked handled by another process meanwhile."""
 
 
 @dataclass
@@ -242,14 +281,15 @@ class _State:
 
 def _decide(conn, store, history, settings, name, row, m, scores, now, state: _State):
     """One moment's decision (and its case, when it opens or joins one), and its `moments`
-    record for the step's one insert."""
+    record for the step's one insert. `row` and `m` are the row and its moment as dicts (None
+    for missing values), `scores` the rescored customers' scores by customer id."""
     loop = settings.loop
     cid = str(row["customer_id"])
     reason = m["reason"]
     row_id = str(row["row_id"])
     draw = holdout_draw(loop.holdout_salt, row_id)
-    scored = cid in scores.index
-    s = scores.loc[cid] if scored else None
+    s = scores.get(cid)
+    scored = s is not None
     attrs = history.segment_and_region(cid)
     trigger = {
         "row_id": row_id,
@@ -260,7 +300,7 @@ def _decide(conn, store, history, settings, name, row, m, scores, now, state: _S
         **{
             k: plain(row[k])
             for k in ("survey", "score", "comment", "event_type", "channel", "amount")
-            if k in row.index and plain(row[k]) is not None
+            if plain(row.get(k)) is not None
         },
     }
     key = (cid, reason)
@@ -307,7 +347,7 @@ def _decide(conn, store, history, settings, name, row, m, scores, now, state: _S
         "ts": naive_utc(row["ts"]),
         "reason": reason,
         "detail": m["detail"],
-        "comment": plain(row["comment"]) if "comment" in row.index else None,
+        "comment": plain(row.get("comment")),
         "recorded_at": now,
         "outcome": outcome,
         "held_out": outcome == HELD_OUT,
@@ -326,7 +366,7 @@ def _decide(conn, store, history, settings, name, row, m, scores, now, state: _S
     return decided, record
 
 
-def reason_text(detail: str, s: pd.Series) -> str:
+def reason_text(detail: str, s: dict[str, Any]) -> str:
     """The case's reason in words: the moment, then what the rescoring says."""
     drivers = [str(s[k]) for k in ("reason_1", "reason_2", "reason_3") if s.get(k)]
     text = (

@@ -354,6 +354,33 @@ def test_a_detractor_becomes_one_case_rescored_at_once_and_a_retry_changes_nothi
     assert core.case(case.id).moments == 2
 
 
+def test_each_delivery_drops_a_new_whole_file_of_the_cases_no_file_has(
+    loop_world, world_features, champions
+):
+    make, store, clock, data = loop_world
+    core = make()
+    cids = _valuable(world_features, champions, core.settings)[:3]
+    salt = core.settings.loop.holdout_salt
+    ids = [f"drop-{i}" for i in range(200) if holdout_draw(salt, f"drop-{i}") >= 0.1][:3]
+    first = core.ingest("feedback", [detractor(c, e) for c, e in zip(cids[:2], ids, strict=False)])
+    core.deliver()
+    core.deliver()  # nothing new: no new file
+    second = core.ingest("feedback", [detractor(cids[2], ids[2])])
+    core.deliver()
+    files = sorted((data / "drop").glob("cases-*.csv"))
+    opened = [m.case_id for m in first.moments + second.moments if m.outcome == OPENED]
+    assert len(opened) == 3 and [f.name for f in files] == [
+        f"cases-2026-01-02-{n:08d}.csv" for n in (1, 3)
+    ]
+    frames = [pd.read_csv(f) for f in files]
+    assert [len(f) for f in frames] == [2, 1]
+    assert sorted(pd.concat(frames)["id"]) == sorted(opened)
+    assert set(frames[0]["event"]) == {"opened"} and not list((data / "drop").glob(".*.tmp"))
+    with store.engine.connect() as conn:
+        status = conn.execute(select(store.t.case_handoffs.c.status)).scalars().all()
+    assert status == ["sent"] * 3  # no webhook: a file carrying it is the delivery
+
+
 def test_a_held_out_moment_is_recorded_opens_no_case_and_sends_nothing(
     loop_world, world_features, champions
 ):
@@ -386,14 +413,84 @@ def test_rows_a_crash_left_unhandled_are_handled_once_after_a_restart(
     ingest_rows(store, "feedback", rows, first.history.known, received_at=NOW, source="http")
     restarted = make()  # as the service starts: it reads the inbox as history, then steps
 
-    handled = restarted.step()
+    handled = restarted.step(everything=True)  # what a starting service runs first
     assert handled.rows == 3
-    assert restarted.step().rows == 0
+    assert restarted.step(everything=True).rows == 0
     with store.engine.connect() as conn:
         cases = conn.execute(select(store.t.cases.c.customer_id)).scalars().all()
         moments = conn.execute(select(func.count()).select_from(store.t.moments)).scalar()
     opened = [m for m in handled.moments if m["outcome"] == OPENED]
     assert sorted(cases) == sorted(m["customer_id"] for m in opened) and moments == 3
+
+
+def test_two_processes_on_one_store_handle_each_row_once_and_post_each_case_once(
+    loop_world, world_features, champions, Receiver
+):
+    """Two loops over one store (two service workers or replicas, each with its own history)
+    ingest concurrently: every row is handled once, by the process that stored it, each answer
+    names the decisions on its own rows, and each case is opened and posted once."""
+    import threading
+
+    make, store, clock, data = loop_world
+    with Receiver(delay=0.01) as receiver:
+        procs = [make(webhook_url=receiver.url), make(webhook_url=receiver.url)]
+        valuable = _valuable(world_features, champions, procs[0].settings)[:12]
+        answers: list[tuple[list[str], object]] = []
+        errors: list[BaseException] = []
+
+        def client(k: int) -> None:
+            try:
+                for b in range(4):
+                    rows = [
+                        detractor(valuable[(k * 5 + b * 3 + i) % 12], f"r-{k}-{b}-{i}")
+                        for i in range(3)
+                    ]
+                    got = procs[k % 2].ingest("feedback", rows)
+                    answers.append(([r["event_id"] for r in rows], got))
+            except BaseException as exc:  # surfaced below, not lost in the thread
+                errors.append(exc)
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        # A row whose process died before its step: the other takes it once it is stale.
+        ingest_rows(
+            store,
+            "feedback",
+            pd.DataFrame([detractor(valuable[0], "orphan")]),
+            procs[0].history.known,
+            received_at=NOW,
+            source="http",
+        )
+        assert procs[1].step().rows == 0  # not stale yet: its process may still step
+        clock["now"] = NOW + pd.Timedelta(seconds=procs[1].settings.loop.stale_after_s + 1)
+        assert procs[1].step().row_ids == {"orphan"}
+        delivering = [threading.Thread(target=p.deliver) for p in procs for _ in range(2)]
+        for t in delivering:
+            t.start()
+        for t in delivering:
+            t.join()
+
+    for ids, got in answers:
+        assert sorted(m.row_id for m in got.moments) == sorted(ids)
+        assert {r.customer_id for r in got.rescored} == {
+            m.customer_id for m in got.moments if m.outcome != "not_scored"
+        }
+    with store.engine.connect() as conn:
+        t = store.t
+        inbox = conn.execute(select(t.inbox_feedback.c.processed_at)).scalars().all()
+        moments = conn.execute(select(t.moments.c.row_id)).scalars().all()
+        scored = conn.execute(select(t.score_history.c.row_id)).scalars().all()
+        cases = conn.execute(select(t.cases.c.id, t.cases.c.customer_id, t.cases.c.reason)).all()
+    assert len(inbox) == 4 * 4 * 3 + 1 and all(at is not None for at in inbox)
+    assert sorted(moments) == sorted([i for ids, _ in answers for i in ids] + ["orphan"])
+    assert len(scored) == len(set(scored))  # no rescoring stored twice
+    assert len({(c, r) for _, c, r in cases}) == len(cases) > 0  # one case per customer, reason
+    assert receiver.reposted() == []
+    assert set(receiver.accepted) == {f"case-{i}-opened" for i, _, _ in cases}
 
 
 def test_every_outreach_contact_becomes_one_retention_case_in_the_same_queue(tmp_path, db):
