@@ -311,6 +311,9 @@ def main() -> None:
             )
             rss1, total1 = worker_rss_gib(proc), tree_rss_gib(proc)
             print(f"at the end: largest worker {rss1:.2f} GiB, all {total1:.2f} GiB", flush=True)
+        except Exception:
+            print(f"service log (last lines):\n{(tmp / 'service.log').read_text()[-4000:]}")
+            raise
         finally:
             _stop(proc)
         counts = store_counts(store_url)

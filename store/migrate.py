@@ -10,6 +10,8 @@ starting together upgrade one after the other.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 from pathlib import Path
 
@@ -47,8 +49,29 @@ def current(conn: Connection) -> str | None:
     return MigrationContext.configure(conn).get_current_revision()
 
 
+@contextlib.contextmanager
+def _sqlite_file_lock(engine: Engine):
+    """For a SQLite file, an exclusive lock on a file beside it while one process upgrades
+    (several workers starting at once on a new store): PostgreSQL has its advisory lock."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.migrate-lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def upgrade(engine: Engine, target: str = "head") -> tuple[str | None, str | None]:
     """Bring the store to `target` (default the newest revision); returns (before, after)."""
+    with _sqlite_file_lock(engine):
+        return _upgrade(engine, target)
+
+
+def _upgrade(engine: Engine, target: str) -> tuple[str | None, str | None]:
     from alembic import command
 
     with engine.connect() as conn:

@@ -171,8 +171,9 @@ class LoopCore:
                 self._mine -= done
                 if not handled.taken:
                     break
-        self._catch_up_scores()
-        if handled.moments and self.sender is not None:
+        with self._scores:
+            self.realtime.update(handled.scores)
+        if self.sender is not None and any(m["case_id"] is not None for m in handled.moments):
             self.sender.wake()
         return handled
 
@@ -212,6 +213,8 @@ class LoopCore:
             if len(result.kept)
             else set()
         )
+        if new - handled.row_ids:  # another step handled some rows: read its scores
+            self._catch_up_scores()
         moments = [m for m in handled.moments if m["row_id"] in mine]
         # Rows another step handled (a concurrent request's, another process's): their
         # decisions are in the store.

@@ -55,6 +55,29 @@ def test_a_new_store_is_at_head_with_exactly_the_defined_tables(store_url):
         assert diff == [], diff
 
 
+def test_processes_opening_a_new_store_at_once_upgrade_it_one_after_the_other(store_url):
+    """Service workers start together on a store no one has made yet: each opens it (and so
+    runs the migrations) without one failing on tables another just created."""
+    import threading
+
+    errors: list[BaseException] = []
+
+    def open_store() -> None:
+        try:
+            Store(store_url).close()
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with Store(store_url) as store, store.engine.connect() as conn:
+        assert current(conn) == head()
+
+
 def test_an_older_store_is_upgraded_in_place_keeping_its_rows(store_url):
     engine = _engine(store_url)
     try:
