@@ -178,3 +178,70 @@ def test_a_worker_killed_after_committing_a_batch_opens_each_case_once(
     with Store(f"sqlite:///{data2 / 'store' / 'retain.db'}") as db, db.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(db.t.inbox_feedback)).scalar() == 3
         assert conn.execute(select(func.count()).select_from(db.t.moments)).scalar() == 3
+
+
+def test_two_workers_open_each_case_once_post_it_once_and_both_know_the_new_scores(
+    world, trained_world, running_service, Receiver, tmp_path
+):
+    """`retain serve --workers 2` (service.workers): detractor answers sent at once over
+    separate connections, so both workers ingest, open each case once, hand each off once, and
+    either worker answers /score with the rescoring the other one made."""
+    import threading
+
+    tmp, data, config, ranked = world
+    data2 = tmp_path / "data"
+    shutil.copytree(data, data2, ignore=shutil.ignore_patterns("store"))
+    two = tmp_path / "two.yaml"
+    two.write_text("service: {max_request_items: 100, workers: 2}\n")
+    salt = trained_world.settings.loop.holdout_salt
+    ids = ranked.loc[ranked["tier"] == "high", "customer_id"].tolist()[5:11]
+    # The first customer answers twice, from two connections: one case, the second joins it.
+    sends = [(c, _event_id(salt, False, f"two-{c}")) for c in ids]
+    sends.append((ids[0], _event_id(salt, False, f"two-again-{ids[0]}")))
+    answers, errors = {}, []
+    with (
+        Receiver() as receiver,
+        running_service(
+            tmp_path,
+            data2,
+            two,
+            trained_world.tracking_uri,
+            KEYS,
+            {"RETAIN_CASES_WEBHOOK_URL": receiver.url},
+        ) as srv,
+    ):
+        deadline = time.monotonic() + 60
+        while srv.log.read_text().count("Service retain initialized") < 2:  # both workers
+            assert time.monotonic() < deadline, srv.tail()
+            time.sleep(0.2)
+
+        def send(cid: str, eid: str) -> None:
+            try:
+                with httpx.Client(base_url=srv.url, headers=AUTH, timeout=30) as client:
+                    answers[eid] = client.post("/feedback", json=_nps(cid, eid))
+            except httpx.HTTPError as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=send, args=s) for s in sends]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == [] and all(a.status_code == 200 for a in answers.values()), srv.tail()
+        outcomes = sorted(a.json()["moments"][0]["outcome"] for a in answers.values())
+        assert outcomes == ["added"] + ["opened"] * len(ids), srv.tail()
+        scores = {}
+        for cid in ids:
+            for _ in range(4):  # new connections: both workers answer some
+                with httpx.Client(base_url=srv.url, headers=AUTH, timeout=30) as client:
+                    got = client.post("/score", json={"customer_ids": [cid]}).json()
+                scores.setdefault(cid, set()).add(got["results"][0]["score"]["scored_as_of"])
+            cases = httpx.get(f"{srv.url}/cases/", params={"customer_id": cid}, headers=AUTH)
+            assert cases.json()["matching"] == 1
+        keys = {f"case-{a.json()['moments'][0]['case_id']}-opened" for a in answers.values()}
+        deadline = time.monotonic() + 10
+        while set(receiver.accepted) != keys and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # nothing else may arrive
+    assert scores == {c: {"2026-01-01T15:00:00.000001+00:00"} for c in ids}, srv.tail()
+    assert sorted(receiver.posts) == sorted(keys) and len(keys) == len(ids)
