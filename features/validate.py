@@ -156,10 +156,13 @@ def _booleans(s: pd.Series) -> tuple[pd.Series, np.ndarray]:
     return out, (s.notna() & out.isna()).to_numpy()
 
 
-def _repeats(clean: pd.DataFrame) -> np.ndarray:
+def _repeats(clean: pd.DataFrame, groups: np.ndarray | None = None) -> np.ndarray:
     """Rows that repeat an earlier row exactly, compared on normalised values (so "WEB" and
     "web", or the same instant in two time zones, are the same); categorical columns compare by
-    code, which keeps this fast on large tables."""
+    code, which keeps this fast on large tables. With `groups`, only rows of the same group
+    (the same ingestion request) can repeat each other."""
+    if groups is not None:
+        clean = clean.assign(_group=groups)
     # Hash every row, then compare exactly only the rows whose hash repeats: a full
     # `duplicated` factorises every column of every row and took seconds per million rows.
     hashed = pd.util.hash_pandas_object(clean, index=False)
@@ -170,15 +173,21 @@ def _repeats(clean: pd.DataFrame) -> np.ndarray:
     return out
 
 
-def _repeated_ids(clean: pd.DataFrame, reason: np.ndarray) -> None:
+def _repeated_ids(
+    clean: pd.DataFrame, reason: np.ndarray, groups: np.ndarray | None = None
+) -> None:
     """Among otherwise valid rows, a repeated `event_id` keeps its first occurrence: the id says
-    they are one row, so a second, different row under it is an error, not a new fact."""
+    they are one row, so a second, different row under it is an error, not a new fact. With
+    `groups`, only within a group (a later request's row under an earlier id is a retry)."""
     if "event_id" not in clean.columns:
         return
     ids = clean["event_id"]
     valid = (reason == "") & ids.notna().to_numpy()
     again = np.zeros(len(clean), dtype=bool)
-    again[valid] = ids[valid].duplicated(keep="first").to_numpy()
+    key = ids[valid]
+    if groups is not None:
+        key = pd.DataFrame({"group": groups[valid], "id": key.to_numpy()})
+    again[valid] = key.duplicated(keep="first").to_numpy()
     reason[again] = "duplicate event_id"
 
 
@@ -257,7 +266,12 @@ def _customers(raw: pd.DataFrame):
     return kept, quarantined, report
 
 
-def _events(raw: pd.DataFrame, known: pd.Index, ids: pd.Series | None = None):
+def _events(
+    raw: pd.DataFrame,
+    known: pd.Index,
+    ids: pd.Series | None = None,
+    groups: np.ndarray | None = None,
+):
     n = len(raw)
     ids = _ids(raw["customer_id"]) if ids is None else ids
     cust, unknown = _customer_categorical(ids, known)
@@ -306,16 +320,21 @@ def _events(raw: pd.DataFrame, known: pd.Index, ids: pd.Series | None = None):
             ),
             (bad_amount, "unparseable amount"),
             (bad_resolved, "unparseable resolved (expected true/false)"),
-            (_repeats(clean), "duplicate row"),
+            (_repeats(clean, groups), "duplicate row"),
         ],
     )
-    _repeated_ids(clean, reason)
+    _repeated_ids(clean, reason, groups)
     kept_types = event_type[reason == ""].cat.remove_unused_categories().cat.categories
     clean["event_type"] = event_type.cat.set_categories(sorted(kept_types))
     return _split("events", raw, clean, reason)
 
 
-def _feedback(raw: pd.DataFrame, known: pd.Index, ids: pd.Series | None = None):
+def _feedback(
+    raw: pd.DataFrame,
+    known: pd.Index,
+    ids: pd.Series | None = None,
+    groups: np.ndarray | None = None,
+):
     n = len(raw)
     ids = _ids(raw["customer_id"]) if ids is None else ids
     cust, unknown = _customer_categorical(ids, known)
@@ -363,9 +382,9 @@ def _feedback(raw: pd.DataFrame, known: pd.Index, ids: pd.Series | None = None):
     )
     if "event_id" in raw.columns:
         clean["event_id"] = _text(raw["event_id"])
-    checks.append((_repeats(clean), "duplicate row"))
+    checks.append((_repeats(clean, groups), "duplicate row"))
     reason = _first_reason(n, checks)
-    _repeated_ids(clean, reason)
+    _repeated_ids(clean, reason, groups)
     return _split("feedback", raw, clean, reason)
 
 
@@ -463,11 +482,14 @@ class CheckedRows:
     rejected: pd.DataFrame
 
 
-def check_rows(name: str, raw: pd.DataFrame, known: pd.Index) -> CheckedRows:
+def check_rows(
+    name: str, raw: pd.DataFrame, known: pd.Index, groups: np.ndarray | None = None
+) -> CheckedRows:
     """Check rows of `events` or `feedback` with the same code `validate` checks whole tables
     with, against the `known` customer ids. A column missing from every row is a per-row error,
     not a failure of the batch; feedback rows with columns the contract does not have are
-    rejected (events may carry further columns, as tables may)."""
+    rejected (events may carry further columns, as tables may). `groups` (one label per row)
+    checks several requests at once: a row repeats only rows of its own request."""
     if name not in INGESTED_TABLES:
         raise ContractError(f"rows cannot be ingested into '{name}'; only {list(INGESTED_TABLES)}")
     raw = raw.reset_index(drop=True).copy()
@@ -499,9 +521,10 @@ def check_rows(name: str, raw: pd.DataFrame, known: pd.Index) -> CheckedRows:
     # (the same Index object each call keeps its hash table: a lookup, not a rebuild)
     known = present[known.get_indexer(present) >= 0]
     if name == "events":
-        kept, quarantined, _ = _events(raw, known, ids)
+        kept, quarantined, _ = _events(raw, known, ids, groups)
     else:
-        kept, quarantined, _ = _feedback(raw[[c for c in raw.columns if c in allowed]], known, ids)
+        columns = [c for c in raw.columns if c in allowed]
+        kept, quarantined, _ = _feedback(raw[columns], known, ids, groups)
     bad = np.zeros(n, dtype=bool)
     reason = np.full(n, "", dtype=object)
     bad[quarantined["row_number"].to_numpy()] = True

@@ -18,9 +18,11 @@ import os
 import signal
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
@@ -99,6 +101,17 @@ class HandoffThread:
                 logger.exception("case hand-off failed; retrying later")
 
 
+@dataclass
+class _Request:
+    """One ingestion request waiting for its group commit, then its answer (or error)."""
+
+    table: str
+    rows: list[dict[str, Any]]
+    answer: IngestResponse | None = None
+    error: BaseException | None = None
+    done: bool = False
+
+
 class LoopCore:
     """Ingestion and cases for a service started on a data folder with contract tables."""
 
@@ -130,6 +143,9 @@ class LoopCore:
         self._catch_up_scores()
         # Row ids this process stored and no step has handled yet (its steps' share of the work).
         self._mine: set[str] = set()
+        self._ingest_lock = threading.Lock()
+        self._queued_lock = threading.Lock()
+        self._queued: list[_Request] = []
         self._handoff = lambda: hand_off(store, settings, url=webhook_url, folder=drop_dir)
         self.sender = HandoffThread(self._handoff) if background else None
 
@@ -189,10 +205,57 @@ class LoopCore:
                 f"{len(rows):,} rows in one request; the limit is {limit:,} "
                 "(service.max_request_items): split the batch",
             )
+        request = _Request(table, rows)
+        with self._queued_lock:
+            self._queued.append(request)
+        # Group commit: whichever request gets here first takes every request queued meanwhile
+        # and checks, stores and steps over their rows together (a few ms per request of
+        # fixed cost shared), then answers each with its own rows' part.
+        with self._ingest_lock:
+            if not request.done:
+                with self._queued_lock:
+                    batch, self._queued = self._queued, []
+                self._ingest_together(batch)
+        if request.error is not None:
+            raise request.error
+        assert request.answer is not None
+        return request.answer
+
+    def _ingest_together(self, batch: list[_Request]) -> None:
+        for table in dict.fromkeys(r.table for r in batch):
+            group = [r for r in batch if r.table == table]
+            try:
+                self._ingest_group(table, group)
+            except Refused as exc:
+                if len(group) == 1:
+                    group[0].error = exc
+                    continue
+                # A contract error of the whole batch: each request on its own, so one
+                # request's problem is not another's.
+                for r in group:
+                    try:
+                        self._ingest_group(table, [r])
+                    except Refused as own:
+                        r.error = own
+            except BaseException as exc:  # every waiting request hears of it
+                for r in group:
+                    r.error = exc
+                raise
+
+    def _ingest_group(self, table: str, group: list[_Request]) -> None:
+        rows = [row for r in group for row in r.rows]
+        offsets = np.cumsum([0] + [len(r.rows) for r in group])
+        groups = np.repeat(np.arange(len(group)), [len(r.rows) for r in group])
         raw = pd.DataFrame.from_records(rows)
         try:
             result = ingest_rows(
-                self.store, table, raw, self.history.known, received_at=self.clock(), source="http"
+                self.store,
+                table,
+                raw,
+                self.history.known,
+                received_at=self.clock(),
+                source="http",
+                groups=groups if len(group) > 1 else None,
             )
         except ContractError as exc:
             raise Refused(422, str(exc)) from None
@@ -202,30 +265,56 @@ class LoopCore:
             os.kill(os.getpid(), signal.SIGKILL)
         self._mine.update(result.new_ids)
         handled = self.step()  # its first act: the history catches up with the inbox
-        mine = set(result.accepted_ids.values())
-        new = set(result.new_ids)
-        customers = (
-            {
-                str(cid)
-                for item, cid in zip(result.kept["item"], result.kept["customer_id"], strict=True)
-                if result.accepted_ids[int(item)] in new
-            }
-            if len(result.kept)
-            else set()
-        )
-        if new - handled.row_ids:  # another step handled some rows: read its scores
+        if set(result.new_ids) - handled.row_ids:  # another step handled some rows
             self._catch_up_scores()
-        moments = [m for m in handled.moments if m["row_id"] in mine]
+        # The row stored under each new id: the first item carrying it in the whole batch.
+        stored_at: dict[str, int] = {}
+        new = set(result.new_ids)
+        for item in sorted(result.accepted_ids):
+            rid = result.accepted_ids[item]
+            if rid in new and rid not in stored_at:
+                stored_at[rid] = item
+        customer_of = (
+            dict(
+                zip(
+                    result.kept["item"].tolist(),
+                    result.kept["customer_id"].astype(str),
+                    strict=True,
+                )
+            )
+            if len(result.kept)
+            else {}
+        )
+        rejected = {r["item"]: r for r in result.rejected}
+        decided = {m["row_id"]: m for m in handled.moments}
+        for r, lo, hi in zip(group, offsets[:-1], offsets[1:], strict=True):
+            r.answer = self._answer(
+                table, r, int(lo), int(hi), result, stored_at, customer_of, rejected, decided
+            )
+            r.done = True
+
+    def _answer(self, table, r, lo, hi, result, stored_at, customer_of, rejected, decided):
+        """One request's part of a group's result (its items are lo..hi-1 of the batch)."""
+        ids = [result.accepted_ids.get(i) for i in range(lo, hi)]
+        accepted = [i for i in range(lo, hi) if i in result.accepted_ids]
+        stored = [i for i in accepted if stored_at.get(result.accepted_ids[i]) == i]
+        new = [result.accepted_ids[i] for i in stored]
+        customers = {customer_of[i] for i in stored}
+        moments = [decided[rid] for rid in new if rid in decided]
         # Rows another step handled (a concurrent request's, another process's): their
         # decisions are in the store.
-        moments += self.book.moments_of(new - {m["row_id"] for m in moments})
+        moments += self.book.moments_of(set(new) - {m["row_id"] for m in moments})
         return IngestResponse(
             table=table,
-            received=result.received,
-            stored=result.stored,
-            duplicates=result.duplicates,
-            rejected=[RowError(**r) for r in result.rejected],
-            row_ids=[result.accepted_ids.get(i) for i in range(result.received)],
+            received=hi - lo,
+            stored=len(stored),
+            duplicates=len(accepted) - len(stored),
+            rejected=[
+                RowError(item=i - lo, field=rejected[i]["field"], reason=rejected[i]["reason"])
+                for i in range(lo, hi)
+                if i in rejected
+            ],
+            row_ids=ids,
             rescored=[
                 Rescored(customer_id=cid, score=score_of(self.realtime[cid], self._segment(cid)))
                 for cid in sorted(customers)

@@ -54,13 +54,20 @@ def ingest_rows(
     *,
     received_at: datetime | pd.Timestamp,
     source: str,
+    groups: np.ndarray | None = None,
 ) -> IngestResult:
     """Check `raw` (one row per item, the contract's columns) against the known customer ids and
-    commit the result; see the module docstring."""
+    commit the result; see the module docstring. `groups` (the request of each row, in order)
+    stores several requests together: rows repeat only rows of their own request, and a
+    quarantined row records its position in its request."""
     if name not in INGESTED_TABLES:
         raise ValueError(f"rows cannot be ingested into '{name}'; only {list(INGESTED_TABLES)}")
     raw = raw.reset_index(drop=True)
-    checked = check_rows(name, raw, known)
+    checked = check_rows(name, raw, known, groups)
+    positions = None
+    if groups is not None:  # each row's position within its request
+        starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+        positions = np.arange(len(groups)) - np.repeat(starts, np.diff(np.r_[starts, len(groups)]))
     kept = checked.kept
     ids = row_ids(kept, name) if len(kept) else np.array([], dtype=object)
     # The same id twice in one batch is one row: the first is kept, the rest are duplicates.
@@ -87,7 +94,7 @@ def ingest_rows(
                 "table_name": name,
                 "received_at": received,
                 "source": source,
-                "item": r["item"],
+                "item": int(positions[r["item"]]) if positions is not None else r["item"],
                 "row": row,
                 "field": r["field"],
                 "reason": r["reason"],

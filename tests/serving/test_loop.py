@@ -493,6 +493,49 @@ def test_two_processes_on_one_store_handle_each_row_once_and_post_each_case_once
     assert set(receiver.accepted) == {f"case-{i}-opened" for i, _, _ in cases}
 
 
+def test_requests_stored_together_are_each_answered_for_their_own_rows(
+    loop_world, world_features, champions
+):
+    """Group commit: requests that arrive while one is being stored are checked, stored and
+    rescored in one go, and each answer (and the quarantine) still speaks of its own rows."""
+    import threading
+
+    make, store, clock, data = loop_world
+    core = make()
+    a, b = _valuable(world_features, champions, core.settings)[:2]
+    first = [detractor(a, "g-1"), {**detractor(b, "g-2"), "score": 42}]
+    second = [{**detractor(b, "g-3"), "ts": "soon"}, detractor(a, "g-1"), detractor(b, "g-4")]
+    answers = {}
+    with core._ingest_lock:  # hold the door until both requests wait behind it
+        threads = [
+            threading.Thread(
+                target=lambda k, r: answers.update({k: core.ingest("feedback", r)}), args=(k, r)
+            )
+            for k, r in (("first", first), ("second", second))
+        ]
+        for t in threads:
+            t.start()
+        while len(core._queued) < 2:
+            pass
+    for t in threads:
+        t.join()
+    one, two = answers["first"], answers["second"]
+    assert (one.received, one.stored, one.duplicates) == (2, 1, 0)
+    assert [(r.item, r.field) for r in one.rejected] == [(1, "score")]
+    assert one.row_ids == ["g-1", None] and [m.row_id for m in one.moments] == ["g-1"]
+    # g-1 again in the second request: stored once, by the first, a duplicate here.
+    assert (two.received, two.stored, two.duplicates) == (3, 1, 1)
+    assert [(r.item, r.field) for r in two.rejected] == [(0, "ts")]
+    assert two.row_ids == [None, "g-1", "g-4"] and [m.row_id for m in two.moments] == ["g-4"]
+    assert {r.customer_id for r in one.rescored} == {a} and {
+        r.customer_id for r in two.rescored
+    } == {b}
+    with store.engine.connect() as conn:
+        quarantined = conn.execute(select(store.t.inbox_rejected.c.item)).scalars().all()
+        stored = conn.execute(select(store.t.inbox_feedback.c.row_id)).scalars().all()
+    assert sorted(quarantined) == [0, 1] and sorted(stored) == ["g-1", "g-4"]
+
+
 def test_every_outreach_contact_becomes_one_retention_case_in_the_same_queue(tmp_path, db):
     from serving.outreach.run import run_outreach
 
