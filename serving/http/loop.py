@@ -1,6 +1,7 @@
 """Everything the loop's routes do (`LoopCore`): `POST /events` and `/feedback` (rows into the
 inbox, then the loop's step at once: rescoring, moments, cases), the case routes, the real-time
-scores `/score` answers with, and the hand-off thread. Plain Python over `serving.loop`, testable
+scores `/score` answers with, and two background threads: the hand-off, and a step every
+`loop.stale_after_s` so rows stored without a request (`retain ingest`) are handled too. Plain Python over `serving.loop`, testable
 without a server; `serving.http.service` adds the routes.
 
 The wall clock is injected (`clock`): the service passes the real one.
@@ -69,16 +70,18 @@ def score_of(record: dict[str, Any], segment: str) -> Score:
     )
 
 
-class HandoffThread:
-    """Delivers pending hand-offs in the background: woken after each step that opened or
-    escalated a case (then gathering for GATHER_HANDOFF_S), and every RETRY_HANDOFF_S seconds
-    for what a receiver refused before."""
+class Background:
+    """Runs `run` in a daemon thread every `every_s` seconds, and soon after `wake()` (then
+    waiting `gather_s` for more to gather); an exception is logged, and the thread goes on."""
 
-    def __init__(self, run: Callable[[], Any]) -> None:
+    def __init__(
+        self, run: Callable[[], Any], *, every_s: float, gather_s: float = 0.0, name: str
+    ) -> None:
         self._run = run
+        self._every_s, self._gather_s = every_s, gather_s
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="retain-handoff", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
     def wake(self) -> None:
@@ -90,15 +93,15 @@ class HandoffThread:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            if self._wake.wait(RETRY_HANDOFF_S) and not self._stop.is_set():
-                self._stop.wait(GATHER_HANDOFF_S)
+            if self._wake.wait(self._every_s) and not self._stop.is_set() and self._gather_s:
+                self._stop.wait(self._gather_s)
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
                 self._run()
-            except Exception:  # a receiver or disk problem must not end the thread
-                logger.exception("case hand-off failed; retrying later")
+            except Exception:  # a receiver, disk or store problem must not end the thread
+                logger.exception("%s failed; trying again later", self._thread.name)
 
 
 @dataclass
@@ -147,7 +150,27 @@ class LoopCore:
         self._queued_lock = threading.Lock()
         self._queued: list[_Request] = []
         self._handoff = lambda: hand_off(store, settings, url=webhook_url, folder=drop_dir)
-        self.sender = HandoffThread(self._handoff) if background else None
+        # Hand-offs: woken after a step that opened or escalated a case (then gathering for
+        # GATHER_HANDOFF_S), and every RETRY_HANDOFF_S for what a receiver refused before.
+        self.sender = (
+            Background(
+                self._handoff,
+                every_s=RETRY_HANDOFF_S,
+                gather_s=GATHER_HANDOFF_S,
+                name="retain-handoff",
+            )
+            if background
+            else None
+        )
+        # A step without traffic too: rows `retain ingest` stored, or a dead process left, are
+        # handled once stale even when no request comes.
+        self.ticker = (
+            Background(
+                self.step, every_s=max(1.0, settings.loop.stale_after_s), name="retain-loop-step"
+            )
+            if background
+            else None
+        )
 
     def _catch_up_scores(self) -> None:
         """Add to `realtime` the score history rows written since the newest it holds, by any
@@ -160,10 +183,15 @@ class LoopCore:
             for row in rows:
                 record = dict(row)
                 record["as_of"] = pd.Timestamp(row["as_of"]).tz_localize("UTC").isoformat()
-                current = self.realtime.get(row["customer_id"])
-                if current is None or current["as_of"] <= record["as_of"]:
-                    self.realtime[row["customer_id"]] = record
+                self._keep_newest(row["customer_id"], record)
                 self._score_id = max(self._score_id, int(row["id"]))
+
+    def _keep_newest(self, customer_id: str, record: dict[str, Any]) -> None:
+        """`record` as the customer's real-time score unless one as of later is held (another
+        process may have rescored them from a newer row); the caller holds `_scores`."""
+        current = self.realtime.get(customer_id)
+        if current is None or current["as_of"] <= record["as_of"]:
+            self.realtime[customer_id] = record
 
     def step(self, *, everything: bool = False) -> Handled:
         """The loop's step over the rows this process stored and no step handled yet, and the
@@ -188,7 +216,8 @@ class LoopCore:
                 if not handled.taken:
                     break
         with self._scores:
-            self.realtime.update(handled.scores)
+            for cid, record in handled.scores.items():
+                self._keep_newest(cid, record)
         if self.sender is not None and any(m["case_id"] is not None for m in handled.moments):
             self.sender.wake()
         return handled
@@ -228,7 +257,7 @@ class LoopCore:
                 self._ingest_group(table, group)
             except Refused as exc:
                 if len(group) == 1:
-                    group[0].error = exc
+                    group[0].error, group[0].done = exc, True
                     continue
                 # A contract error of the whole batch: each request on its own, so one
                 # request's problem is not another's.
@@ -236,11 +265,10 @@ class LoopCore:
                     try:
                         self._ingest_group(table, [r])
                     except Refused as own:
-                        r.error = own
-            except BaseException as exc:  # every waiting request hears of it
+                        r.error, r.done = own, True
+            except Exception as exc:  # each waiting request hears of it, the leader too
                 for r in group:
-                    r.error = exc
-                raise
+                    r.error, r.done = exc, True
 
     def _ingest_group(self, table: str, group: list[_Request]) -> None:
         rows = [row for r in group for row in r.rows]

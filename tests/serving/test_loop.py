@@ -536,6 +536,51 @@ def test_requests_stored_together_are_each_answered_for_their_own_rows(
     assert sorted(quarantined) == [0, 1] and sorted(stored) == ["g-1", "g-4"]
 
 
+def test_rows_stored_without_a_request_are_handled_by_the_background_step(
+    loop_world, world_features, champions
+):
+    """`retain ingest` stores rows in the inbox while a service runs: with no request to step
+    over them, the service's background step handles them once they are stale."""
+    import time
+
+    make, store, clock, data = loop_world
+    base = make()
+    settings = base.settings.model_copy(
+        update={"loop": base.settings.loop.model_copy(update={"stale_after_s": 1.0})}
+    )
+    core = LoopCore(
+        champions,
+        settings,
+        store,
+        read_history(data, store),
+        clock=lambda: clock["now"],
+        webhook_url="",
+        drop_dir=data / "drop",
+        background=True,
+    )
+    cid = _valuable(world_features, champions, settings)[0]
+    ingest_rows(
+        store,
+        "feedback",
+        pd.DataFrame([detractor(cid, "from-a-file")]),
+        core.history.known,
+        received_at=NOW,
+        source="retain ingest",
+    )
+    clock["now"] = NOW + pd.Timedelta(seconds=2)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with store.engine.connect() as conn:
+            moments = conn.execute(select(store.t.moments.c.row_id)).scalars().all()
+        if moments:
+            break
+        time.sleep(0.1)
+    core.ticker.stop()
+    core.sender.stop()
+    assert moments == ["from-a-file"]
+    assert core.realtime_score(cid, None) is not None
+
+
 def test_every_outreach_contact_becomes_one_retention_case_in_the_same_queue(tmp_path, db):
     from serving.outreach.run import run_outreach
 
