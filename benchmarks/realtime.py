@@ -87,26 +87,17 @@ def serve_bare(port: int, db: str) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning")
 
 
-def worker_rss_gib(proc) -> float:
-    """Resident memory of the serve process tree's largest process (BentoML's worker)."""
+def rss_gib(proc) -> tuple[float, float]:
+    """Resident memory of the serve process tree: its largest process (a BentoML worker) and
+    all of its processes together."""
     import psutil
 
     try:
         tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-        return max(p.memory_info().rss for p in tree) / 2**30
+        sizes = [p.memory_info().rss / 2**30 for p in tree]
     except psutil.Error:
-        return float("nan")
-
-
-def tree_rss_gib(proc) -> float:
-    """Resident memory of the whole serve process tree (every worker)."""
-    import psutil
-
-    try:
-        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
-        return sum(p.memory_info().rss for p in tree) / 2**30
-    except psutil.Error:
-        return float("nan")
+        return float("nan"), float("nan")
+    return max(sizes), sum(sizes)
 
 
 def latency(url: str, ids: list[str], n: int, rate: float, rng: random.Random) -> dict:
@@ -304,7 +295,7 @@ def main() -> None:
             f"http://127.0.0.1:{port}/readyz",
         )
         url = f"http://127.0.0.1:{port}"
-        rss0, total0 = worker_rss_gib(proc), tree_rss_gib(proc)
+        rss0, total0 = rss_gib(proc)
         print(
             f"service ready in {started:.1f} s ({args.workers} workers), largest worker RSS "
             f"{rss0:.2f} GiB, all processes {total0:.2f} GiB",
@@ -324,7 +315,7 @@ def main() -> None:
                 f"{thr['wall_s']:.1f} s), errors {len(thr['errors'])}",
                 flush=True,
             )
-            rss1, total1 = worker_rss_gib(proc), tree_rss_gib(proc)
+            rss1, total1 = rss_gib(proc)
             print(f"at the end: largest worker {rss1:.2f} GiB, all {total1:.2f} GiB", flush=True)
         except Exception:
             print(f"service log (last lines):\n{(tmp / 'service.log').read_text()[-4000:]}")

@@ -36,7 +36,10 @@ class Cutoffs:
 
 
 @dataclass(frozen=True)
-class Snapshot:
+class LabelledFrame:
+    """Features of the population at one cutoff with their labels from the horizon after it
+    (the population itself is `features.snapshot.Snapshot`)."""
+
     cutoff: pd.Timestamp
     X: pd.DataFrame
     y: pd.DataFrame  # churned, future_value
@@ -45,8 +48,10 @@ class Snapshot:
 @dataclass(frozen=True)
 class TrainingData:
     cutoffs: Cutoffs
-    train: tuple[Snapshot, ...]  # oldest first; the last one is the time-ordered validation set
-    evaluation: Snapshot
+    train: tuple[
+        LabelledFrame, ...
+    ]  # oldest first; the last one is the time-ordered validation set
+    evaluation: LabelledFrame
 
     def rows(self) -> dict[str, int]:
         out = {f"train_{s.cutoff:%Y-%m-%d}": len(s.X) for s in self.train}
@@ -141,7 +146,7 @@ def build_training_data(
         )
     cutoffs = planned
 
-    def snapshot(cutoff: pd.Timestamp) -> Snapshot:
+    def labelled(cutoff: pd.Timestamp) -> LabelledFrame:
         progress(f"snapshot {cutoff:%Y-%m-%d}: features and labels")
         X = build_features(tables, cutoff, settings)
         y = build_labels(
@@ -154,7 +159,7 @@ def build_training_data(
             raise ValueError(
                 f"the population at {cutoff:%Y-%m-%d} is empty; check the data and the cutoffs"
             )
-        return Snapshot(cutoff=cutoff, X=X, y=y)
+        return LabelledFrame(cutoff=cutoff, X=X, y=y)
 
-    train = tuple(snapshot(c) for c in cutoffs.training)
-    return TrainingData(cutoffs=cutoffs, train=train, evaluation=snapshot(cutoffs.evaluation))
+    train = tuple(labelled(c) for c in cutoffs.training)
+    return TrainingData(cutoffs=cutoffs, train=train, evaluation=labelled(cutoffs.evaluation))

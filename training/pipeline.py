@@ -27,7 +27,7 @@ from training.blend import choose_churn_stack, choose_clv_blend
 from training.boosting import customer_hash
 from training.churn import ChurnTrainer
 from training.clv import ClvTrainer
-from training.frames import Snapshot, TrainingData
+from training.frames import LabelledFrame, TrainingData
 from training.leakage import Finding, check_leakage, future_dated_attributes, separating_features
 from training.metrics import by_segment, churn_metrics, clv_metrics
 from training.search import SearchResult, search_churn_params
@@ -108,11 +108,11 @@ def add_btyd(data: TrainingData, tables: Tables, settings: Settings) -> Training
     """Every snapshot with the BTYD features, BG/NBD + Gamma-Gamma fitted at its own cutoff on
     the history before it (no labels), as scoring will at its cutoff."""
 
-    def add(s: Snapshot) -> Snapshot:
+    def add(s: LabelledFrame) -> LabelledFrame:
         summary = rfm_summary(tables, s.cutoff, settings)
         params = bl.fit_btyd(summary)
         X = with_btyd(s.X, tables, s.cutoff, settings, params, summary=summary)
-        return Snapshot(cutoff=s.cutoff, X=X, y=s.y)
+        return LabelledFrame(cutoff=s.cutoff, X=X, y=s.y)
 
     return TrainingData(
         cutoffs=data.cutoffs,
