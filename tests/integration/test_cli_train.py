@@ -240,3 +240,42 @@ def test_a_first_model_that_loses_to_a_baseline_serves_as_a_labelled_fallback(wo
     assert second.returncode == 0, second.stderr
     v2 = client.get_model_version_by_alias("churn", "champion")
     assert str(v2.version) == "2" and v2.tags["fallback"] == "false", second.stderr
+
+
+def test_mlflow_on_postgresql_tracks_registers_and_serves_the_champions(
+    world, tmp_path, postgres_url
+):
+    """MLflow's backend store on the same PostgreSQL server as the Retain store (a database of
+    its own): `retain train` logs and registers there, `retain models` reads the aliases back and
+    `retain score` loads the champions from it; without a tracking server the artifacts go to
+    MLflow's default, `mlruns/` in the working directory."""
+    quick = tmp_path / "quick.yaml"
+    quick.write_text(
+        "training:\n  num_boost_round: 40\n  classic_models: false\n  search: {trials: 0}\n"
+    )
+    env = {**os.environ, "MLFLOW_TRACKING_URI": postgres_url}
+
+    def run(*args):
+        return subprocess.run(
+            [RETAIN, *map(str, args)],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+
+    trained = run("train", "--data", world / "data", "--config", quick)
+    assert trained.returncode == 0, trained.stderr
+    models = run("models")
+    assert models.returncode == 0 and "champion" in models.stdout, models.stdout + models.stderr
+    scored = run(
+        "score", "--data", world / "data", "--as-of", "2025-11-01", "--out", tmp_path / "r.csv"
+    )
+    assert scored.returncode == 0, scored.stderr
+    assert len(pd.read_csv(tmp_path / "r.csv")) > 0
+    client = MlflowClient(tracking_uri=postgres_url, registry_uri=postgres_url)
+    assert {
+        str(client.get_model_version_by_alias(n, "champion").version) for n in ("churn", "clv")
+    } == {"1"}
+    assert (tmp_path / "mlruns").is_dir()  # the artifacts, beside the working directory
