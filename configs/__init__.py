@@ -142,8 +142,6 @@ class OutreachSettings(_Strict):
     control_share: float = Field(default=0.1, ge=0.0, lt=1.0)
     exclude_segments: tuple[str, ...] = ()
     exclude_customers: tuple[str, ...] = ()
-    # Outbox database (SQLAlchemy URL); empty means SQLite at <data folder>/outreach/outbox.db.
-    outbox_url: str = ""
     # File drop folder; empty means <data folder>/outreach/drop.
     file_drop_dir: str = ""
     # Webhook URL; RETAIN_OUTREACH_WEBHOOK_URL overrides; empty means no webhook dispatch.
@@ -152,6 +150,9 @@ class OutreachSettings(_Strict):
     max_attempts_per_run: int = Field(default=5, ge=1)
     backoff_base_s: float = Field(default=0.5, ge=0.0)
     backoff_max_s: float = Field(default=30.0, ge=0.0)
+    # How long a webhook delivery holds the contacts (and case hand-offs) it claimed, renewed at
+    # each attempt: a process that dies leaves them to the next delivery this much later.
+    claim_lease_s: float = Field(default=60.0, gt=0.0)
 
 
 class ServiceSettings(_Strict):
@@ -162,6 +163,9 @@ class ServiceSettings(_Strict):
     max_request_items: int = Field(default=1000, ge=1)
     max_request_bytes: int = Field(default=5_000_000, ge=1024)
     at_risk_default_n: int = Field(default=100, ge=1)
+    # Seconds between each worker's look at the registry for newly promoted champions (it
+    # swaps them in without a restart); 0 keeps the models loaded at start.
+    champion_check_s: float = Field(default=30.0, ge=0.0)
 
 
 # Evidently stattests allowed per column type: distances only (drift when the distance is at or
@@ -408,6 +412,13 @@ def _read_yaml(text: str, origin: str) -> dict[str, Any]:
     return data
 
 
+# Keys of earlier releases, and where what they set lives now.
+MOVED = {
+    "outreach.outbox_url": "no longer a setting: the outbox lives in the store, set store.url "
+    "(or RETAIN_STORE_URL) instead",
+}
+
+
 def _format_errors(exc: ValidationError, origin: str) -> str:
     lines = [f"invalid configuration in {origin}:"]
     for err in exc.errors():
@@ -416,7 +427,7 @@ def _format_errors(exc: ValidationError, origin: str) -> str:
         got_text = "" if err["type"] == "missing" or isinstance(got, dict) else f" (got {got!r})"
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown key; check the spelling against configs/default.yaml"
+            msg = MOVED.get(path, "unknown key; check the spelling against configs/default.yaml")
             got_text = ""
         lines.append(f"  {path}: {msg}{got_text}")
     return "\n".join(lines)

@@ -57,7 +57,6 @@ def monitor(
     status 3 when a retrain is due, 0 otherwise."""
     from features.sources import is_sql_url
     from monitoring.monitor import monitor as run_monitor
-    from serving.outreach.outbox import outbox_url_for
     from serving.score_store import ScoreStore
 
     settings = settings_from(config)
@@ -78,7 +77,6 @@ def monitor(
         settings,
         registry=reg,
         champions=champions(reg, progress),
-        outbox_url=outbox_url_for(settings, data),
         source=str(data),
         store_url=store_url(settings, data),
         progress=progress,

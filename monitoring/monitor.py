@@ -209,7 +209,6 @@ def monitor(
     *,
     registry: Registry,
     champions: Champions,
-    outbox_url: str,
     source: str,
     store_url: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
@@ -283,7 +282,9 @@ def monitor(
 
         effect = None
         try:
-            history = read_outbox(outbox_url)
+            if store_url is None:
+                raise NoOutboxError("no store")
+            history = read_outbox(store_url, source)
         except NoOutboxError:
             progress("no outreach outbox yet: no outreach effect")
         else:

@@ -1,9 +1,10 @@
 """The store: one SQLAlchemy database by URL (SQLite under the data folder by default) for what
 the closed loop must never lose: the inbox of ingested rows and their quarantine, negative
-moments, recovery cases with their append-only history, case hand-offs, and the per-customer
-score history of real-time rescoring. This package owns the tables (`store.tables`), opening the
-database and where it lives by default, and its schema by migrations (`store.migrate`); what the
-rows mean belongs to the packages above it.
+moments, recovery cases with their append-only history, case hand-offs, the per-customer
+score history of real-time rescoring, the outreach outbox, and the workspace's users and
+sessions. This package owns the tables (`store.tables`), opening the database and where it
+lives by default, its schema by migrations (`store.migrate`), and claims on its delivery queues
+(`store.claims`); what the rows mean belongs to the packages above it.
 
 Timestamps are stored as naive UTC (`naive_utc`) so SQLite and PostgreSQL compare them alike.
 """

@@ -12,6 +12,9 @@ every reader and writer names the same columns.
   `version` counts changes, for optimistic updates.
 - `case_history`: append-only, one row per transition (who, when, from, to, note).
 - `case_handoffs`: the cases' outbox for webhook and file drop (idempotency key per hand-off).
+- `outreach_runs`, `outreach_outbox`: every batch outreach run and each customer it selected
+  (contact or control), with the contact's delivery state (pending, sent, failed), its
+  idempotency key and, while a dispatcher holds it, its claim.
 - `case_links`: each outreach contact (by its outbox idempotency key) and the retention case it
   opened or joined, so a run recorded again opens nothing twice.
 - `score_history`: every real-time rescoring (scores, reasons, model versions).
@@ -58,6 +61,8 @@ class Tables:
     users: Table
     web_sessions: Table
     saved_views: Table
+    outreach_runs: Table
+    outreach_outbox: Table
 
     def inbox(self, name: str) -> Table:
         return {"events": self.inbox_events, "feedback": self.inbox_feedback}[name]
@@ -270,6 +275,7 @@ def define(metadata: MetaData) -> Tables:
         Column("created_at", DateTime, nullable=False),
         UniqueConstraint("user_id", "name", name="uq_saved_views_user_name"),
     )
+    outreach_runs, outreach_outbox = _outreach(metadata)
     return Tables(
         inbox_events,
         inbox_feedback,
@@ -284,4 +290,60 @@ def define(metadata: MetaData) -> Tables:
         users,
         web_sessions,
         saved_views,
+        outreach_runs,
+        outreach_outbox,
     )
+
+
+def _outreach(metadata: MetaData) -> tuple[Table, Table]:
+    runs = Table(
+        "outreach_runs",
+        metadata,
+        Column("run_id", String(255), primary_key=True),
+        Column("campaign", String(200), nullable=False),
+        Column("as_of", DateTime, nullable=False),
+        Column("window", String(40), nullable=False),
+        Column("policy", Text, nullable=False),  # JSON
+        Column("counts", Text, nullable=False),  # JSON: candidates, exclusions, selected...
+        Column("churn_model_version", String(100)),
+        Column("clv_model_version", String(100)),
+    )
+    outbox = Table(
+        "outreach_outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("idempotency_key", String(64), nullable=False, unique=True),
+        Column("run_id", String(255), ForeignKey("outreach_runs.run_id"), nullable=False),
+        Column("as_of", DateTime, nullable=False),
+        Column("campaign", String(200), nullable=False),
+        Column("window", String(40), nullable=False),
+        Column("customer_id", ID, nullable=False),
+        Column("segment", String(200)),
+        Column("rank", Integer, nullable=False),
+        Column("group", String(10), nullable=False),
+        Column("control_draw", Float, nullable=False),
+        Column("churn_probability", Float),
+        Column("clv", Float),
+        Column("clv_low", Float),
+        Column("clv_high", Float),
+        Column("value_at_risk", Float),
+        Column("tier", String(20)),
+        Column("reason_1", Text),
+        Column("reason_2", Text),
+        Column("reason_3", Text),
+        Column("churn_model_version", String(100)),
+        Column("clv_model_version", String(100)),
+        Column("status", String(10), nullable=False),
+        Column("attempts", Integer, nullable=False, default=0),
+        Column("last_error", Text),
+        Column("channel", String(20)),
+        Column("delivered_at", DateTime),  # wall-clock time the receiver accepted it
+        # As on case_handoffs: the webhook delivery holding the row, and until when.
+        Column("claimed_by", String(64)),
+        Column("claimed_until", DateTime),
+        Index("ix_outreach_outbox_customer_as_of", "customer_id", "as_of"),
+        Index("ix_outreach_outbox_status", "status"),
+        Index("ix_outreach_outbox_run", "run_id"),
+        Index("ix_outreach_outbox_as_of", "as_of"),
+    )
+    return runs, outbox

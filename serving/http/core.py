@@ -47,30 +47,37 @@ def score_rows(
     return out
 
 
+def _reader_for(champions: Champions) -> RecordReader:
+    schemas = [champions.churn.schema]
+    if champions.clv.schema != champions.churn.schema:
+        schemas.append(champions.clv.schema)
+    return RecordReader(schemas)
+
+
+def _versions(champions: Champions) -> tuple[str, str]:
+    return champions.churn_version, champions.clv_version
+
+
 @dataclass
 class ServiceCore:
-    """Everything `/score` and `/at_risk` do, given loaded champions and settings."""
+    """Everything `/score` and `/at_risk` do, given loaded champions and settings. `use` swaps
+    in new champions (a promotion) at once: each request reads them once, so it is answered
+    wholly by the old models or wholly by the new; scores by customer id come from the models
+    the loaded list was built for."""
 
     champions: Champions
     settings: Settings
     scored: LatestList
     # A customer's real-time score newer than the given snapshot cutoff, if any (the loop's).
     realtime: Callable[[str, pd.Timestamp | None], Score | None] | None = None
-    reader: RecordReader = field(init=False)
+    _records: tuple[Champions, RecordReader] = field(init=False)
 
     def __post_init__(self) -> None:
-        schemas = [self.champions.churn.schema]
-        if self.champions.clv.schema != self.champions.churn.schema:
-            schemas.append(self.champions.clv.schema)
-        self.reader = RecordReader(schemas)
+        self._records = (self.champions, _reader_for(self.champions))
 
-    @property
-    def fallback(self) -> list[str]:
-        return sorted(self.champions.fallback)
-
-    @property
-    def versions(self) -> tuple[str, str]:
-        return self.champions.churn_version, self.champions.clv_version
+    def use(self, champions: Champions) -> None:
+        self._records = (champions, _reader_for(champions))
+        self.champions = champions
 
     def _check_items(self, n: int, what: str) -> None:
         limit = self.settings.service.max_request_items
@@ -95,16 +102,16 @@ class ServiceCore:
         return self._score_ids(customer_ids, reasons)
 
     def _score_records(self, records: list[dict[str, Any]], reasons: bool) -> ScoreResponse:
-        batch = self.reader.read(records)
-        ch = self.champions
-        churn = self.reader.matrix(batch.values, ch.churn.schema)
+        ch, reader = self._records
+        batch = reader.read(records)
+        churn = reader.matrix(batch.values, ch.churn.schema)
         clv = (
             churn
             if ch.clv.schema == ch.churn.schema
-            else self.reader.matrix(batch.values, ch.clv.schema)
+            else reader.matrix(batch.values, ch.clv.schema)
         )
         columns = list(ch.churn.schema.columns)
-        take = [self.reader.position[c] for c in columns]
+        take = [reader.position[c] for c in columns]
 
         def values() -> pd.DataFrame:
             return pd.DataFrame(batch.values[:, take], columns=columns, dtype=object)
@@ -113,13 +120,13 @@ class ServiceCore:
             score_rows(
                 Rows(churn, clv, values, batch.segments), ch, self.settings, reasons=reasons
             ),
-            self.versions,
+            _versions(ch),
         )
         results = [
             ScoreResult(customer_id=cid, score=s) for cid, s in zip(batch.ids, scores, strict=True)
         ]
         return ScoreResponse(
-            results=results, scored=len(results), failed=0, fallback_models=self.fallback
+            results=results, scored=len(results), failed=0, fallback_models=sorted(ch.fallback)
         )
 
     def _score_ids(self, customer_ids: list[str], reasons: bool) -> ScoreResponse:
@@ -130,14 +137,10 @@ class ServiceCore:
             else np.empty(0, dtype=np.intp)
         )
         known = np.flatnonzero(found >= 0)
+        ch = snap.champions
         scores = score_models(
-            score_rows(
-                snap.rows(found[known], self.champions),
-                self.champions,
-                self.settings,
-                reasons=reasons,
-            ),
-            self.versions,
+            score_rows(snap.rows(found[known]), ch, self.settings, reasons=reasons),
+            _versions(ch),
         )
         results: list[ScoreResult] = []
         it = iter(scores)
@@ -164,7 +167,7 @@ class ServiceCore:
             scored=len(known) + fresh,
             failed=len(customer_ids) - len(known) - fresh,
             snapshot_as_of=snap.as_of.isoformat(),
-            fallback_models=self.fallback,
+            fallback_models=sorted(ch.fallback),
         )
 
     def at_risk(
@@ -198,13 +201,14 @@ class ServiceCore:
         text = rows[list(REASON_COLUMNS)].to_numpy(dtype=object)
         # The ranked list has reasons for its top scoring.reasons_top_n only; write them for the
         # others shown here when the serving churn model is the one that ranked them.
+        ch = snap.champions
         blank = np.flatnonzero(
             (text == "").all(axis=1)
-            & (rows["churn_model_version"].astype(str) == self.champions.churn_version).to_numpy()
+            & (rows["churn_model_version"].astype(str) == ch.churn_version).to_numpy()
         )
         if len(blank):
-            rows = snap.rows(snap.ranked_row[top[blank]], self.champions)
-            text[blank] = reasons_matrix(rows.churn, rows.values(), self.champions)
+            unexplained = snap.rows(snap.ranked_row[top[blank]])
+            text[blank] = reasons_matrix(unexplained.churn, unexplained.values(), ch)
         customers = [
             RankedScore(
                 rank=int(r) + 1,
@@ -226,5 +230,5 @@ class ServiceCore:
             as_of=snap.as_of.isoformat(),
             matching=len(picked),
             customers=customers,
-            fallback_models=self.fallback,
+            fallback_models=sorted(ch.fallback),
         )

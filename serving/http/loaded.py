@@ -40,6 +40,7 @@ class LoadedList:
     segments: np.ndarray  # by feature row
     ranked_row: np.ndarray  # feature row of each ranked row
     known_segments: tuple[str, ...]
+    champions: Champions  # the models the matrices are for (and scores by id come from)
 
     @classmethod
     def build(
@@ -80,12 +81,13 @@ class LoadedList:
             segments=segments,
             ranked_row=ranked_row,
             known_segments=tuple(sorted(set(ranked["segment"].astype(str)))),
+            champions=champions,
         )
 
-    def rows(self, positions: np.ndarray, champions: Champions) -> Rows:
+    def rows(self, positions: np.ndarray) -> Rows:
         churn = self.churn[positions]
         clv = churn if self.clv is self.churn else self.clv[positions]
-        columns = list(champions.churn.schema.columns)
+        columns = list(self.champions.churn.schema.columns)
 
         def values() -> pd.DataFrame:
             data = churn.astype(object)
@@ -114,6 +116,24 @@ class LatestList:
         """Whether `get` would answer from memory (no loading, no waiting on a load)."""
         stamp = self._pointer_stamp()
         return stamp is not None and stamp == self._stamp and self._loaded is not None
+
+    def use(self, champions: Champions) -> None:
+        """Serve the list with new champions: rebuilt for them here, in the caller's thread,
+        then swapped in whole (requests meanwhile get the old list with its old models). A list
+        the new models cannot read (scored for other features) is refused until the next
+        `retain score`, with the reason."""
+        with self._lock:
+            self._champions = champions
+            if self._loaded is None or self.store is None:
+                return
+            stamp = self._pointer_stamp()
+            try:
+                scored = self.store.latest()
+                loaded = LoadedList.build(scored.as_of, scored.ranked, scored.features, champions)
+            except (FileNotFoundError, ValueError):
+                self._loaded, self._stamp = None, None  # `get` says why
+                return
+            self._loaded, self._stamp = loaded, stamp
 
     def get(self) -> LoadedList:
         stamp = self._pointer_stamp()

@@ -12,8 +12,10 @@ Routes: `POST /score`, `POST /at_risk`, `POST /events`, `POST /feedback`, `GET /
 `GET /cases/{id}`, `POST /cases/{id}/transition` (key required, JSON bodies, see
 `serving.http.payloads`), the CX workspace under `/ui` (its own sign-in: `serving.web`), and BentoML's `/healthz`, `/livez`, `/readyz` (no key). The loop's
 routes need `RETAIN_DATA_DIR` to hold the contract tables; the store is RETAIN_STORE_URL,
-`store.url`, or `<data>/store/retain.db`. The models load once, when the worker
-starts; without a champion, or without a key, the worker refuses to start and says why.
+`store.url`, or `<data>/store/retain.db`. The models load when the worker starts, and
+again when the registry's champions change (`serving.http.watch`, every
+`service.champion_check_s`); without a champion, or without a key, the worker refuses to start
+and says why.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from serving.http.payloads import (
     ScoreResponse,
     TransitionRequest,
 )
+from serving.http.watch import ChampionWatch
 from serving.web.app import app as web_app
 
 logger = logging.getLogger("retain.service")
@@ -116,9 +119,10 @@ class RetainService:
         logger.setLevel(logging.INFO)  # BentoML shows its own INFO lines only
         env = environment()
         quiet_mlflow(os.environ)
+        registry = Registry(env.tracking_uri)
         try:
             # The error says how to train one.
-            champions = load_champions(Registry(env.tracking_uri))
+            champions = load_champions(registry)
         except NoChampionError as exc:
             refuse_to_start(exc)
             raise
@@ -133,6 +137,10 @@ class RetainService:
         )
         workspace = self._workspace(env, champions, scored, store)
         web_app.state.workspace = workspace
+        self.scored, self.workspace = scored, workspace
+        self.watch = ChampionWatch(
+            registry, champions, self._use, every_s=env.settings.service.champion_check_s
+        )
         try:
             snap = scored.get()
             logger.info("scored list of %s: %d customers", snap.as_of, len(snap.ids))
@@ -142,6 +150,16 @@ class RetainService:
         except Refused as exc:
             logger.warning("customer ids and /at_risk are unavailable: %s", exc.message)
         logger.info("serving churn v%s and clv v%s", champions.churn_version, champions.clv_version)
+
+    def _use(self, champions) -> None:
+        """Serve newly promoted champions: the scored list rebuilt for them first (scores by
+        id come from the models it was built for), then the record scoring, the loop's
+        rescoring and the workspace."""
+        self.scored.use(champions)
+        self.core.use(champions)
+        if self.loop is not None:
+            self.loop.champions = champions
+        self.workspace.champions = champions
 
     @staticmethod
     def _start_loop(env, champions):
@@ -185,7 +203,6 @@ class RetainService:
 
     def _workspace(self, env, champions, scored, score_store):
         """What the CX workspace at /ui reads: this worker's loaded state and the store."""
-        from serving.outreach.outbox import outbox_url_for
         from serving.web.accounts import Accounts
         from serving.web.app import Workspace
         from serving.web.reports import Reports
@@ -207,7 +224,7 @@ class RetainService:
             reports=Reports(
                 env.tracking_uri, env.settings.monitoring.experiment, seconds=time.monotonic
             ),
-            outbox_url=outbox_url_for(env.settings, env.data_dir) if env.data_dir else None,
+            outbox_store=loop.store if loop is not None else None,
         )
 
     def _loop(self):

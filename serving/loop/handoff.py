@@ -8,34 +8,30 @@ file, and a delivery costs what it delivers, not what the day holds. With a webh
 `sent` on its 2xx; without one, when a file has it.
 
 Several processes may deliver from one store (service workers, replicas, `retain cases
-escalate`): a delivery first claims the pending rows for a lease (`claimed_by`, `claimed_until`;
-`FOR UPDATE SKIP LOCKED` on PostgreSQL, the single writer on SQLite) and posts only those, so
-each hand-off is posted by one of them; the file drop is written under a lock file in its folder.
+escalate`): a webhook delivery first claims the pending rows for a lease (`store.claims`) and
+posts only those, so each hand-off is posted by one of them; the file drop is written under a
+lock file in its folder.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import select, update
 
 from configs import Settings
-from serving.outreach.dispatch import WebhookDispatcher, utc_now
+from serving.outreach.dispatch import WebhookDispatcher, folder_lock, utc_now
 from serving.outreach.policy import OutreachError
-from store import Store, home_for, naive_utc
+from store import Store, claims, home_for, naive_utc
+from store.claims import PENDING
 
-PENDING, SENT, FAILED = "pending", "sent", "failed"
-# How long a delivery holds the rows it claimed: if its process dies, another takes them after.
-CLAIM_LEASE = timedelta(minutes=10)
-CLAIM_BATCH = 200  # rows claimed at a time
+SENT, FAILED = "sent", "failed"
 WEBHOOK_ENV = "RETAIN_CASES_WEBHOOK_URL"
 FILE_COLUMNS = (
     "idempotency_key",
@@ -66,55 +62,27 @@ class CaseHandoffs:
         self.t = store.t.case_handoffs
         self.token = uuid.uuid4().hex
 
-    def pending_contacts(self) -> list[dict[str, Any]]:
-        """Claims up to CLAIM_BATCH pending rows no live claim holds, and returns them."""
-        t = self.t
-        now = utc_now().replace(tzinfo=None)
-        free = and_(
-            t.c.status == PENDING, or_(t.c.claimed_until.is_(None), t.c.claimed_until < now)
+    def pending_contacts(self, lease: timedelta) -> list[dict[str, Any]]:
+        """Claims for `lease` up to `store.claims.BATCH` pending rows no live claim holds, and
+        returns them."""
+        return claims.claim(
+            self.store.engine,
+            self.t,
+            self.token,
+            lease=lease,
+            order_by=(self.t.c.attempts, self.t.c.id),
         )
-        with self.store.engine.begin() as conn:
-            ids = list(
-                conn.scalars(
-                    select(t.c.id)
-                    .where(free)
-                    .order_by(t.c.attempts, t.c.id)
-                    .limit(CLAIM_BATCH)
-                    .with_for_update(skip_locked=True)
-                )
-            )
-            if ids:
-                # The condition again: on SQLite the read above took no lock.
-                conn.execute(
-                    update(t)
-                    .where(t.c.id.in_(ids), free)
-                    .values(claimed_by=self.token, claimed_until=now + CLAIM_LEASE)
-                )
-        if not ids:
-            return []
-        query = (
-            select(t)
-            .where(t.c.claimed_by == self.token, t.c.status == PENDING)
-            .order_by(t.c.attempts, t.c.id)
-        )
-        with self.store.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
 
     def release(self) -> None:
         """Give back this delivery's claims on rows still pending (the next one retries them)."""
-        t = self.t
-        with self.store.engine.begin() as conn:
-            conn.execute(
-                update(t)
-                .where(t.c.claimed_by == self.token, t.c.status == PENDING)
-                .values(claimed_by=None, claimed_until=None)
-            )
+        claims.release(self.store.engine, self.t, self.token)
 
-    def mark_attempt(self, row_id: int) -> None:
+    def mark_attempt(self, row_id: int, lease: timedelta) -> None:
         with self.store.engine.begin() as conn:
             conn.execute(
                 update(self.t).where(self.t.c.id == row_id).values(attempts=self.t.c.attempts + 1)
             )
+            claims.renew(conn, self.t, self.token, lease)
 
     def mark_sent(self, row_ids: list[int], channel: str, delivered_at: datetime) -> None:
         with self.store.engine.begin() as conn:
@@ -173,22 +141,11 @@ def _file_rows(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(records, columns=list(FILE_COLUMNS))
 
 
-@contextmanager
-def _folder_lock(folder: Path):
-    """Held while one process writes the drop's files (another waits for it)."""
-    with (folder / ".cases-drop.lock").open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def file_drop(queue: CaseHandoffs, folder: Path, *, mark_sent: bool) -> list[Path]:
     """Write every hand-off not yet filed into its day's file (with the day's earlier ones)."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        with _folder_lock(folder):
+        with folder_lock(folder / ".cases-drop.lock"):
             return _file_drop(queue, folder, mark_sent=mark_sent)
     except OSError as exc:
         raise OutreachError(
@@ -234,15 +191,7 @@ def hand_off(
             setting=f"loop.webhook_url or {WEBHOOK_ENV}",
             **webhook,
         )
-        try:
-            # A claim at a time (CLAIM_BATCH rows) until nothing is left or the receiver stops.
-            while True:
-                result = dispatcher.dispatch(queue)
-                out["delivered"] += result.delivered
-                out["failed"] += result.failed
-                out["stopped"] = result.stopped
-                if result.stopped or not (result.delivered or result.failed):
-                    break
-        finally:
-            queue.release()
+        result = dispatcher.dispatch(queue)
+        out["delivered"], out["failed"] = result.delivered, result.failed
+        out["stopped"] = result.stopped
     return out

@@ -14,6 +14,7 @@ from edge import (
     DataOption,
     Progress,
     champions,
+    given_store_url,
     handle_errors,
     parse_cutoff,
     read_tables,
@@ -29,11 +30,12 @@ from store import StoreError
 
 app = typer.Typer()
 
-OutboxOption = Annotated[
+StoreOption = Annotated[
     str | None,
     typer.Option(
-        "--outbox-url",
-        help="Outbox database URL (default: outreach.outbox_url, else <data>/outreach/outbox.db).",
+        "--store-url",
+        help="The store holding the outbox (default: RETAIN_STORE_URL, store.url, else "
+        "<data>/store/retain.db).",
         show_default=False,
     ),
 ]
@@ -60,7 +62,7 @@ def run(
     as_of: Annotated[
         str, typer.Option("--as-of", help="Score and select as of this date (UTC, exclusive).")
     ],
-    outbox_url: OutboxOption = None,
+    store: StoreOption = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show who would be selected; write and send nothing.")
     ] = False,
@@ -87,24 +89,24 @@ def run(
     scored, explain = _score(data, cutoff, settings, progress)
     progress(f"scored {len(scored):,} customers; applying the outreach policy")
     webhook_url = os.environ.get(WEBHOOK_URL_ENV) or settings.outreach.webhook_url
-    with Store(store_url(settings, data)) as cases:
+    with Store(store or store_url(settings, data)) as shared:
         report = run_outreach(
             scored,
             cutoff,
             settings,
             data_dir=data,
-            outbox_url=outbox_url,
+            store=shared,
             webhook_url=webhook_url,
             dry_run=dry_run,
             retry_failed=retry_failed,
             explain=explain,
             progress=progress,
-            cases=None if dry_run else cases,
+            open_cases=not dry_run,
             now=utc_now(),
         )
         if not dry_run:
             hand_off(
-                cases,
+                shared,
                 settings,
                 url=cases_webhook_url(settings, dict(os.environ)),
                 folder=drop_dir(settings, data),
@@ -116,23 +118,21 @@ def run(
 
 
 @app.command()
-@handle_errors(ValueError)
+@handle_errors(ValueError, StoreError)
 def status(
     data: Annotated[
         str | None,
-        typer.Option("--data", help="Data folder whose outreach/outbox.db to read."),
+        typer.Option("--data", help="Data folder whose store's outbox to read."),
     ] = None,
-    outbox_url: OutboxOption = None,
+    store: StoreOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Per run: selected, contact, control, pending, sent, failed."""
-    from serving.outreach.outbox import Outbox, outbox_url_for
+    from serving.outreach.outbox import open_outbox
 
     settings = settings_from(config)
-    if outbox_url is None and data is None and not settings.outreach.outbox_url:
-        raise typer.BadParameter("give --data DIR or --outbox-url URL (or set outreach.outbox_url)")
-    url = outbox_url or outbox_url_for(settings, data)
-    with Outbox(url, create=False) as box:
+    url = given_store_url(settings, data, store)
+    with open_outbox(url, data, create=False) as box:
         summary = box.run_summary()
     if summary.empty:
         typer.echo("no outreach runs recorded yet")

@@ -24,13 +24,15 @@ accepted a contact is recorded as a fact about delivery; no selection depends on
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import random
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +82,18 @@ def _iso(ts: Any) -> str | None:
 # File drop
 
 
+@contextmanager
+def folder_lock(path: Path):
+    """An exclusive lock on the file `path` (made if missing), held while one process writes a
+    drop folder's files; another waits for it."""
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 class FileDropDispatcher:
     """One CSV per run in `folder` (`<campaign>_<as_of>.csv`), with the run's contacts (never its
     controls). Written to a temporary file and renamed, so a reader never sees half a file; a
@@ -93,16 +107,25 @@ class FileDropDispatcher:
     def dispatch(self, outbox: Outbox, progress: Progress | None = None) -> DispatchResult:
         say = progress or (lambda _message: None)
         result = DispatchResult(self.channel)
-        run_ids = list(dict.fromkeys(row["run_id"] for row in outbox.pending_contacts()))
-        for run_id in run_ids:
-            rows = outbox.contacts_for_file(run_id)
-            path = self.folder / f"{slug(run_id)}.csv"
-            self._write(rows, path)
-            fresh = [row["id"] for row in rows if row["status"] == PENDING]
-            outbox.mark_sent(fresh, self.channel, utc_now())
-            result.delivered += len(fresh)
-            result.files.append(path)
-            say(f"file drop {path}: {len(rows):,} contacts")
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            lock = folder_lock(self.folder / ".outreach-drop.lock")
+        except OSError as exc:
+            raise OutreachError(
+                f"cannot write the outreach file drop in {self.folder}: {exc.strerror or exc}"
+            ) from None
+        # Under the folder's lock, so two processes never write one run's file at once (the
+        # second finds its contacts sent and writes nothing).
+        with lock:
+            for run_id in outbox.pending_runs():
+                rows = outbox.contacts_for_file(run_id)
+                path = self.folder / f"{slug(run_id)}.csv"
+                self._write(rows, path)
+                fresh = [row["id"] for row in rows if row["status"] == PENDING]
+                outbox.mark_sent(fresh, self.channel, utc_now())
+                result.delivered += len(fresh)
+                result.files.append(path)
+                say(f"file drop {path}: {len(rows):,} contacts")
         return result
 
     def _write(self, rows: list[dict[str, Any]], path: Path) -> None:
@@ -171,8 +194,8 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 class WebhookDispatcher:
     """POST each pending contact as JSON, with retries; see the module docstring for the rules.
-    Any queue with the outbox's delivery methods (`pending_contacts`, `mark_attempt`,
-    `mark_sent`, `mark_error`) and rows with `id` and `idempotency_key` can be delivered, with
+    Any queue with the outbox's delivery methods (`pending_contacts`, which claims a batch for
+    this delivery, `release`, `mark_attempt`, `mark_sent`, `mark_error`) and rows with `id` and `idempotency_key` can be delivered, with
     `payload_of` making each row's body (the cases' hand-offs are)."""
 
     channel = "webhook"
@@ -185,6 +208,7 @@ class WebhookDispatcher:
         max_attempts: int = 5,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 30.0,
+        claim_lease_s: float = 60.0,
         client: httpx.Client | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: random.Random | None = None,
@@ -205,6 +229,7 @@ class WebhookDispatcher:
         self.max_attempts = max(1, max_attempts)
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
+        self.lease = timedelta(seconds=claim_lease_s)
         self._client = client
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -217,36 +242,41 @@ class WebhookDispatcher:
             max_attempts=policy.max_attempts_per_run,
             backoff_base_s=policy.backoff_base_s,
             backoff_max_s=policy.backoff_max_s,
+            claim_lease_s=policy.claim_lease_s,
             **options,
         )
 
     def dispatch(self, outbox: Outbox, progress: Progress | None = None) -> DispatchResult:
+        """Claim pending contacts a batch at a time and post them, until none is left or the
+        receiver is taken to be down; the claims on any left pending are given back."""
         say = progress or (lambda _message: None)
         result = DispatchResult(self.channel)
-        rows = outbox.pending_contacts()
-        if not rows:
-            return result
-        say(f"webhook: delivering {len(rows):,} pending contacts")
         client = self._client or httpx.Client(timeout=self.timeout_s)
+        tried = 0
         try:
-            for done, row in enumerate(rows, start=1):
-                outcome, error, attempts = self._deliver(client, outbox, row)
-                result.attempts += attempts
-                if outcome == "sent":
-                    result.delivered += 1
-                elif outcome == "failed":
-                    result.failed += 1
-                else:
-                    result.stopped = (
-                        f"{error} after {attempts} attempts; receiver taken to be unavailable, "
-                        f"{len(rows) - done + 1:,} contacts left pending for the next run"
-                    )
-                    break
-                if done % 100 == 0:
-                    say(f"webhook: {done:,}/{len(rows):,} tried")
+            while not result.stopped and (rows := outbox.pending_contacts(self.lease)):
+                for row in rows:
+                    outcome, error, attempts = self._deliver(client, outbox, row)
+                    result.attempts += attempts
+                    if outcome == "sent":
+                        result.delivered += 1
+                    elif outcome == "failed":
+                        result.failed += 1
+                    else:
+                        result.stopped = (
+                            f"{error} after {attempts} attempts; receiver taken to be "
+                            f"unavailable, contacts left pending for the next run"
+                        )
+                        break
+                    tried += 1
+                    if tried % 100 == 0:
+                        say(f"webhook: {tried:,} contacts tried")
         finally:
             if self._client is None:
                 client.close()
+            outbox.release()
+        if tried:
+            say(f"webhook: {result.delivered:,} delivered, {result.failed:,} failed")
         return result
 
     def _deliver(self, client: httpx.Client, outbox: Outbox, row: dict[str, Any]):
@@ -255,7 +285,7 @@ class WebhookDispatcher:
         headers = {"Idempotency-Key": row["idempotency_key"], "Content-Type": "application/json"}
         error = ""
         for attempt in range(1, self.max_attempts + 1):
-            outbox.mark_attempt(row["id"])
+            outbox.mark_attempt(row["id"], self.lease)
             wait: float | None = None
             try:
                 response = client.post(self.url, content=body, headers=headers)

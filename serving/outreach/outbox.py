@@ -1,27 +1,21 @@
 """The durable outbox: every selected customer of every run, one transaction per run, and the
 state of each contact on its way to a dispatcher (pending, sent, failed; controls stay
-`control`). SQLite under the data folder by default, any SQLAlchemy URL.
+`control`). Its tables (`outreach_runs`, `outreach_outbox`) live in the store (`store.url`:
+SQLite under the data folder by default, any SQLAlchemy URL), beside the cases its contacts
+open; a webhook delivery claims the contacts it posts (`store.claims`), so several processes
+on one store deliver each contact once.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sqlalchemy import (
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    MetaData,
-    String,
-    Table,
-    Text,
     case,
     func,
     inspect,
@@ -44,58 +38,7 @@ from serving.outreach.policy import (
     OutreachError,
     Selection,
 )
-from store import as_utc, naive_utc, open_engine, plain, redact
-
-
-def _tables(metadata: MetaData) -> tuple[Table, Table]:
-    runs = Table(
-        "outreach_runs",
-        metadata,
-        Column("run_id", String(255), primary_key=True),
-        Column("campaign", String(200), nullable=False),
-        Column("as_of", DateTime, nullable=False),  # naive UTC, like every timestamp here
-        Column("window", String(40), nullable=False),
-        Column("policy", Text, nullable=False),  # JSON
-        Column("counts", Text, nullable=False),  # JSON: candidates, exclusions, selected...
-        Column("churn_model_version", String(100)),
-        Column("clv_model_version", String(100)),
-    )
-    outbox = Table(
-        "outreach_outbox",
-        metadata,
-        Column("id", Integer, primary_key=True, autoincrement=True),
-        Column("idempotency_key", String(64), nullable=False, unique=True),
-        Column("run_id", String(255), ForeignKey("outreach_runs.run_id"), nullable=False),
-        Column("as_of", DateTime, nullable=False),
-        Column("campaign", String(200), nullable=False),
-        Column("window", String(40), nullable=False),
-        Column("customer_id", String(255), nullable=False),
-        Column("segment", String(200)),
-        Column("rank", Integer, nullable=False),
-        Column("group", String(10), nullable=False),
-        Column("control_draw", Float, nullable=False),
-        Column("churn_probability", Float),
-        Column("clv", Float),
-        Column("clv_low", Float),
-        Column("clv_high", Float),
-        Column("value_at_risk", Float),
-        Column("tier", String(20)),
-        Column("reason_1", Text),
-        Column("reason_2", Text),
-        Column("reason_3", Text),
-        Column("churn_model_version", String(100)),
-        Column("clv_model_version", String(100)),
-        Column("status", String(10), nullable=False),
-        Column("attempts", Integer, nullable=False, default=0),
-        Column("last_error", Text),
-        Column("channel", String(20)),
-        Column("delivered_at", DateTime),  # naive UTC wall-clock time the receiver accepted it
-        Index("ix_outreach_outbox_customer_as_of", "customer_id", "as_of"),
-        Index("ix_outreach_outbox_status", "status"),
-        Index("ix_outreach_outbox_run", "run_id"),
-        Index("ix_outreach_outbox_as_of", "as_of"),
-    )
-    return runs, outbox
+from store import NoStoreError, Store, StoreError, as_utc, claims, naive_utc, plain, redact
 
 
 class Outbox:
@@ -105,31 +48,36 @@ class Outbox:
     rows that are either pending (retried on the next run) or final. `create=False` opens an
     existing outbox only, and fails with a clear message when there is none."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
-        self.url = url
-        self.engine: Engine = open_engine(
-            url,
-            create=create,
-            on_missing=lambda path: NoOutboxError(
-                f"no outbox at {path}; run `retain outreach run` first or give --outbox-url"
-            ),
-            on_error=lambda message: OutreachError(f"outbox: {message}"),
-        )
-        self.metadata = MetaData()
-        self.runs, self.outbox = _tables(self.metadata)
+    def __init__(self, store: Store | str, *, create: bool = True) -> None:
+        if isinstance(store, str):
+            try:
+                store = Store(store, create=create)
+            except NoStoreError as exc:
+                raise NoOutboxError(
+                    f"no outbox yet ({exc}); run `retain outreach run` first or give --store-url"
+                ) from None
+            except StoreError as exc:
+                raise OutreachError(f"outbox: {exc}") from None
+            self._owned = True
+        else:
+            self._owned = False
+        self.store = store
+        self.url = store.url
+        self.engine: Engine = store.engine
+        self.runs, self.outbox = store.t.outreach_runs, store.t.outreach_outbox
+        self.token = uuid.uuid4().hex  # this process's claims on contacts it delivers
         try:
-            if create:
-                self.metadata.create_all(self.engine)
-            elif not inspect(self.engine).has_table(self.outbox.name):
-                raise NoOutboxError(f"{redact(url)} holds no outreach outbox yet")
+            if not create and not inspect(self.engine).has_table(self.outbox.name):
+                raise NoOutboxError(f"{redact(self.url)} holds no outreach outbox yet")
         except SQLAlchemyError as exc:
-            raise OutreachError(f"cannot open outbox {redact(url)}: {exc}") from None
+            raise OutreachError(f"cannot open outbox {redact(self.url)}: {exc}") from None
 
     def __repr__(self) -> str:
         return f"Outbox({redact(self.url)!r})"
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self._owned:
+            self.store.close()
 
     def __enter__(self) -> Outbox:
         return self
@@ -209,17 +157,41 @@ class Outbox:
             ) from None
         return True
 
-    def pending_contacts(self) -> list[dict[str, Any]]:
-        """Contacts still to deliver: fewest attempts first (so one contact the receiver keeps
-        failing on cannot hold up the rest run after run), then oldest run, then rank."""
+    def pending_contacts(self, lease: timedelta) -> list[dict[str, Any]]:
+        """Claims for this outbox's delivery, for `lease`, a batch of contacts still to deliver that no other
+        delivery holds, and returns them: fewest attempts first (so one contact the receiver
+        keeps failing on cannot hold up the rest run after run), then oldest run, then rank."""
+        o = self.outbox
+        return claims.claim(
+            self.engine,
+            o,
+            self.token,
+            lease=lease,
+            where=o.c.group == CONTACT,
+            order_by=(o.c.attempts, o.c.as_of, o.c.run_id, o.c.rank),
+        )
+
+    def release(self) -> None:
+        """Give back this delivery's claims on contacts still pending."""
+        claims.release(self.engine, self.outbox, self.token)
+
+    def pending_runs(self) -> list[str]:
+        """Runs with contacts still to deliver, oldest first."""
         o = self.outbox
         query = (
-            select(o)
+            select(o.c.run_id, func.min(o.c.as_of).label("as_of"))
             .where(o.c.status == PENDING, o.c.group == CONTACT)
-            .order_by(o.c.attempts, o.c.as_of, o.c.run_id, o.c.rank)
+            .group_by(o.c.run_id)
+            .order_by("as_of", o.c.run_id)
         )
         with self.engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(query)]
+            return [row.run_id for row in conn.execute(query)]
+
+    def count_pending(self) -> int:
+        o = self.outbox
+        query = select(func.count()).where(o.c.status == PENDING, o.c.group == CONTACT)
+        with self.engine.connect() as conn:
+            return int(conn.scalar(query) or 0)
 
     def contacts_for_file(self, run_id: str) -> list[dict[str, Any]]:
         """A run's contacts that a file drop carries: pending ones and those it delivered before
@@ -237,11 +209,13 @@ class Outbox:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def mark_attempt(self, row_id: int) -> None:
-        """Count an attempt before it is made, so one interrupted mid-flight is counted too."""
+    def mark_attempt(self, row_id: int, lease: timedelta) -> None:
+        """Count an attempt before it is made, so one interrupted mid-flight is counted too, and
+        renew this delivery's claims for `lease`."""
         o = self.outbox
         with self.engine.begin() as conn:
             conn.execute(update(o).where(o.c.id == row_id).values(attempts=o.c.attempts + 1))
+            claims.renew(conn, o, self.token, lease)
 
     def mark_sent(self, row_ids: list[int], channel: str, delivered_at: datetime) -> None:
         o = self.outbox
@@ -262,7 +236,7 @@ class Outbox:
         o = self.outbox
         values: dict[str, Any] = {"last_error": error[:2000]}
         if final:
-            values["status"] = FAILED
+            values |= {"status": FAILED, "claimed_by": None, "claimed_until": None}
         with self.engine.begin() as conn:
             conn.execute(update(o).where(o.c.id == row_id, o.c.status == PENDING).values(values))
 
@@ -271,8 +245,41 @@ class Outbox:
         o = self.outbox
         with self.engine.begin() as conn:
             return conn.execute(
-                update(o).where(o.c.status == FAILED).values(status=PENDING)
+                update(o)
+                .where(o.c.status == FAILED)
+                .values(status=PENDING, claimed_by=None, claimed_until=None)
             ).rowcount
+
+    def adopt(self, legacy: Path) -> int:
+        """Copy the runs and contacts of an earlier release's outbox file into this outbox in one
+        transaction (runs already here are skipped), then rename the file; returns the contacts
+        copied."""
+        from sqlalchemy import MetaData, create_engine
+
+        source = create_engine(f"sqlite:///{legacy.resolve()}")
+        try:
+            old = MetaData()
+            old.reflect(source, only=[self.runs.name, self.outbox.name])
+            with source.connect() as conn:
+                runs = [dict(r._mapping) for r in conn.execute(select(old.tables[self.runs.name]))]
+                rows = [
+                    dict(r._mapping) for r in conn.execute(select(old.tables[self.outbox.name]))
+                ]
+        except SQLAlchemyError as exc:
+            raise OutreachError(f"cannot read the earlier outbox {legacy}: {exc}") from None
+        finally:
+            source.dispose()
+        with self.engine.begin() as conn:
+            have = set(conn.scalars(select(self.runs.c.run_id)))
+            runs = [r for r in runs if r["run_id"] not in have]
+            moved = {r["run_id"] for r in runs}
+            rows = [{k: v for k, v in r.items() if k != "id"} for r in rows if r["run_id"] in moved]
+            if runs:
+                conn.execute(self.runs.insert(), runs)
+            if rows:
+                conn.execute(self.outbox.insert(), rows)
+        legacy.rename(legacy.with_name(legacy.name + ".moved"))
+        return len(rows)
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -355,12 +362,26 @@ def _jsonable(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
-def outbox_url_for(settings: Settings, data: str | Path | None) -> str:
-    """`outreach.outbox_url`, or SQLite at <data folder>/outreach/outbox.db (./outreach/ when the
-    data is a SQL source or not given)."""
-    if settings.outreach.outbox_url:
-        return settings.outreach.outbox_url
-    return f"sqlite:///{(_outreach_home(data) / 'outbox.db').resolve()}"
+def open_outbox(
+    store: Store | str, data: str | Path | None = None, *, create: bool = True
+) -> Outbox:
+    """The outbox in `store` (a Store, or its URL). An earlier release kept it in its own SQLite file,
+    <data folder>/outreach/outbox.db: when that file is there, its runs and contacts are moved
+    into the store first (once; the file is renamed `outbox.db.moved`), so no cooldown, key or
+    pending contact is lost on the upgrade."""
+    legacy = _outreach_home(data) / LEGACY_FILE if data is not None else None
+    if legacy is None or not legacy.exists():
+        return Outbox(store, create=create)
+    box = Outbox(store)  # the move writes, whether the caller reads or writes
+    try:
+        box.adopt(legacy)
+    except BaseException:
+        box.close()
+        raise
+    return box
+
+
+LEGACY_FILE = "outbox.db"
 
 
 def file_drop_dir_for(settings: Settings, data: str | Path | None) -> Path:
@@ -375,12 +396,12 @@ def _outreach_home(data: str | Path | None) -> Path:
     return Path(data) / "outreach"
 
 
-def read_outbox(outbox: str | Outbox) -> pd.DataFrame:
+def read_outbox(outbox: str | Outbox, data: str | Path | None = None) -> pd.DataFrame:
     """The outbox history as a DataFrame, one row per selected customer and run: run_id, as_of,
     campaign, window, customer_id, segment, rank, group (contact/control), control_draw,
     churn_probability, clv, clv_low, clv_high, value_at_risk, tier, reason_1..3, model versions,
     status, attempts, last_error, channel, delivered_at. For measuring the effect of outreach."""
     if isinstance(outbox, Outbox):
         return outbox.history()
-    with Outbox(outbox, create=False) as box:
+    with open_outbox(outbox, data, create=False) as box:
         return box.history()

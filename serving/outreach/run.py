@@ -14,7 +14,7 @@ import pandas as pd
 
 from configs import OutreachSettings, Settings
 from serving.loop.cases import open_retention_cases
-from serving.outreach.outbox import Outbox, file_drop_dir_for, outbox_url_for, redact
+from serving.outreach.outbox import Outbox, file_drop_dir_for, open_outbox, redact
 from serving.outreach.policy import (
     NoOutboxError,
     Progress,
@@ -25,7 +25,7 @@ from serving.outreach.policy import (
     select_contacts,
     utc,
 )
-from store import Store
+from store import Store, url_for
 
 
 @dataclass
@@ -89,14 +89,14 @@ def run_outreach(
     settings: Settings,
     *,
     data_dir: str | Path | None = None,
-    outbox_url: str | None = None,
+    store: Store | str | None = None,
     webhook_url: str | None = None,
     file_drop_dir: str | Path | None = None,
     dry_run: bool = False,
     retry_failed: bool = False,
     explain: Callable[[list[str]], pd.DataFrame] | None = None,
     progress: Progress | None = None,
-    cases: Store | None = None,
+    open_cases: bool = False,
     now: pd.Timestamp | None = None,
     **dispatch_options: Any,
 ) -> OutreachReport:
@@ -107,34 +107,36 @@ def run_outreach(
     variable); an empty URL means the CSV file drop. `explain(customer_ids)` returns reason_1..3
     indexed by customer_id, for selected customers whose reasons are empty (batch scoring writes
     reasons for the top of the whole list only). `dispatch_options` go to the dispatcher (tests
-    inject `client`, `sleep`, `rng`). With a `cases` store, every contact also becomes a
-    retention case in the loop's queue, opened at `now` (exactly once per contact)."""
+    inject `client`, `sleep`, `rng`). The outbox is in `store` (a Store or its URL; default the
+    data folder's store, `store.url`). With `open_cases`, every contact also becomes a
+    retention case in the store's queue, opened at `now` (exactly once per contact)."""
     say = progress or (lambda _message: None)
     policy = settings.outreach
     as_of = utc(as_of)
-    url = outbox_url or outbox_url_for(settings, data_dir)
+    if store is None:
+        store = url_for(settings.store.url, data_dir, {})
     if dry_run:
-        return _dry_run(scored, as_of, policy, url)
+        return _dry_run(scored, as_of, policy, store, data_dir)
     # Built first, so a bad webhook URL stops the run before anything is recorded.
     hook = policy.webhook_url if webhook_url is None else webhook_url
     drop = Path(file_drop_dir) if file_drop_dir else file_drop_dir_for(settings, data_dir)
     dispatcher = make_dispatcher(policy, hook, drop, **dispatch_options)
 
-    with Outbox(url) as box:
+    with open_outbox(store, data_dir) as box:
         report = _record(box, scored, as_of, policy, explain, say)
-        if cases is not None:
+        if open_cases:
             if now is None:
                 raise ValueError("opening retention cases needs `now`")
             contacts = box.history(report.run_id)
             contacts = contacts[contacts["group"] == "contact"]
-            report.cases = open_retention_cases(cases, contacts, settings.loop, now)
+            report.cases = open_retention_cases(box.store, contacts, settings.loop, now)
         if retry_failed:
             report.requeued = box.requeue_failed()
         result = dispatcher.dispatch(box, progress=say)
         report.channel = result.channel
         report.delivered, report.failed = result.delivered, result.failed
         report.stopped, report.files = result.stopped, result.files
-        report.pending = len(box.pending_contacts())
+        report.pending = box.count_pending()
         report.selection = box.history(report.run_id)
     return report
 
@@ -163,18 +165,23 @@ def _report(selection: Selection, url: str, *, new_run: bool, dry_run: bool) -> 
 
 
 def _dry_run(
-    scored: pd.DataFrame, as_of: pd.Timestamp, policy: OutreachSettings, url: str
+    scored: pd.DataFrame,
+    as_of: pd.Timestamp,
+    policy: OutreachSettings,
+    store: Store | str,
+    data_dir: str | Path | None,
 ) -> OutreachReport:
     window = campaign_window(as_of, policy.cooldown_days)
     cooling: set[str] = set()
     taken: set[str] = set()
     try:
-        with Outbox(url, create=False) as box:
+        with open_outbox(store, data_dir, create=False) as box:
             cooling = box.customers_in_cooldown(as_of, policy.cooldown_days)
             taken = box.keys_in_window(policy.campaign, window.label)
     except NoOutboxError:
         pass  # no outbox yet: nobody is in cooldown
     selection = select_contacts(scored, as_of, policy, in_cooldown=cooling, keys_taken=taken)
+    url = store.url if isinstance(store, Store) else store
     return _report(selection, url, new_run=True, dry_run=True)
 
 

@@ -84,7 +84,7 @@ class Workspace:
     realtime: Callable[[str], dict[str, Any] | None]  # a customer's newest real-time score
     clock: Callable[[], pd.Timestamp]
     reports: Any = None  # serving.web.reports.Reports: what `retain monitor` last logged
-    outbox_url: str | None = None  # the outreach outbox (opened once it exists)
+    outbox_store: Any = None  # the store.Store holding the outreach outbox (read once it has one)
     _outbox: Any = field(default=None, repr=False)
     _index: tuple[Any, AtRiskIndex, Trend] | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -94,11 +94,11 @@ class Workspace:
         from serving.outreach.outbox import Outbox
         from serving.outreach.policy import OutreachError
 
-        if self.outbox_url is None:
+        if self.outbox_store is None:
             return []
         if self._outbox is None:
             try:
-                self._outbox = Outbox(self.outbox_url, create=False)
+                self._outbox = Outbox(self.outbox_store, create=False)
             except OutreachError:
                 return []
         return self._outbox.for_customer(customer_id)
@@ -494,10 +494,10 @@ def _drivers(ws: Workspace, loaded, customer_id: str) -> list:
     pos = loaded.ids.get_indexer([customer_id])[0]
     if pos < 0:
         return []
-    rows = loaded.rows(np.array([pos]), ws.champions)
-    contributions = ws.champions.churn.contributions_matrix(rows.churn)[0]
+    rows = loaded.rows(np.array([pos]))
+    contributions = loaded.champions.churn.contributions_matrix(rows.churn)[0]
     values = rows.values().iloc[0]
-    columns = list(ws.champions.churn.schema.columns)
+    columns = list(loaded.champions.churn.schema.columns)
     order = np.argsort(-np.abs(contributions), kind="stable")[:8]
     items = [
         (describe(columns[j], values.iloc[j]), float(contributions[j]))

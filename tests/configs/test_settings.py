@@ -29,6 +29,7 @@ def test_override_file_merges_over_defaults(tmp_path):
         ({"features": {"windows_days": [7, -1]}}, "features.windows_days", "positive"),
         ({"features": {"windos_days": [7]}}, "features.windos_days", "unknown key"),
         ({"training": {"cutoffs": 1}}, "training.cutoffs", "greater than or equal to 2"),
+        ({"outreach": {"outbox_url": "sqlite:///x.db"}}, "outreach.outbox_url", "set store.url"),
     ],
 )
 def test_bad_values_name_the_key_path_and_what_was_expected(override, path, expected):

@@ -601,7 +601,7 @@ def test_every_outreach_contact_becomes_one_retention_case_in_the_same_queue(tmp
     scored["value_at_risk"] = scored["churn_probability"] * scored["clv"]
     settings = settings_from_dict({"outreach": {"capacity_per_run": 20}})
     as_of = pd.Timestamp("2026-01-01", tz="UTC")
-    kwargs = dict(data_dir=tmp_path, webhook_url="", cases=db, now=NOW)
+    kwargs = dict(data_dir=tmp_path, webhook_url="", store=db, open_cases=True, now=NOW)
     report = run_outreach(scored, as_of, settings, **kwargs)
     contacts = report.selection[report.selection["group"] == "contact"]
     assert report.cases == {"opened": len(contacts), "added": 0, "already": 0}

@@ -8,7 +8,9 @@ batch and opening its cases leaves each row in the inbox once and each case open
 from __future__ import annotations
 
 import shutil
+import sqlite3
 import time
+from contextlib import closing
 
 import httpx
 import pytest
@@ -185,14 +187,23 @@ def test_two_workers_open_each_case_once_post_it_once_and_both_know_the_new_scor
 ):
     """`retain serve --workers 2` (service.workers): detractor answers sent at once over
     separate connections, so both workers ingest, open each case once, hand each off once, and
-    either worker answers /score with the rescoring the other one made."""
+    either worker answers /score with the rescoring the other one made. Then a new champion is
+    promoted in the registry: both workers serve it within seconds, without a restart."""
     import threading
+
+    from mlflow import MlflowClient
 
     tmp, data, config, ranked = world
     data2 = tmp_path / "data"
     shutil.copytree(data, data2, ignore=shutil.ignore_patterns("store"))
     two = tmp_path / "two.yaml"
-    two.write_text("service: {max_request_items: 100, workers: 2}\n")
+    two.write_text("service: {max_request_items: 100, workers: 2, champion_check_s: 1}\n")
+    # A registry of its own (the models' files stay where they are): this test promotes.
+    registry_db = tmp_path / "mlflow.db"
+    source = sqlite3.connect(trained_world.tracking_uri.removeprefix("sqlite:///"))
+    with closing(source), closing(sqlite3.connect(registry_db)) as copy:
+        source.backup(copy)  # whole, whatever its journal still holds
+    tracking_uri = f"sqlite:///{registry_db}"
     salt = trained_world.settings.loop.holdout_salt
     ids = ranked.loc[ranked["tier"] == "high", "customer_id"].tolist()[5:11]
     # The first customer answers twice, from two connections: one case, the second joins it.
@@ -205,7 +216,7 @@ def test_two_workers_open_each_case_once_post_it_once_and_both_know_the_new_scor
             tmp_path,
             data2,
             two,
-            trained_world.tracking_uri,
+            tracking_uri,
             KEYS,
             {"RETAIN_CASES_WEBHOOK_URL": receiver.url},
         ) as srv,
@@ -243,5 +254,33 @@ def test_two_workers_open_each_case_once_post_it_once_and_both_know_the_new_scor
         while set(receiver.accepted) != keys and time.monotonic() < deadline:
             time.sleep(0.05)
         time.sleep(0.5)  # nothing else may arrive
+
+        # A promotion: a new version of churn becomes champion (the same model files, so the
+        # scores stay comparable), and both workers follow it.
+        mlflow = MlflowClient(tracking_uri=tracking_uri)
+        old = mlflow.get_model_version_by_alias("churn", "champion")
+        files = mlflow.get_model_version_download_uri("churn", old.version)
+        new = mlflow.create_model_version("churn", source=files, run_id=old.run_id)
+        mlflow.set_registered_model_alias("churn", "champion", new.version)
+        others = ranked["customer_id"].tolist()[20:24]  # no real-time scores of their own
+        before = {}
+        with httpx.Client(base_url=srv.url, headers=AUTH, timeout=30) as client:
+            for r in client.post("/score", json={"customer_ids": others}).json()["results"]:
+                before[r["customer_id"]] = r["score"]
+        seen: list[str] = []
+        deadline = time.monotonic() + 60
+        while seen[-8:] != [str(new.version)] * 8:  # 8 answers in a row, over new connections
+            assert time.monotonic() < deadline, (seen, srv.tail())
+            with httpx.Client(base_url=srv.url, headers=AUTH, timeout=30) as client:
+                got = client.post("/score", json={"customer_ids": others}).json()["results"]
+            versions = {r["score"]["churn_model_version"] for r in got}
+            assert len(versions) == 1, got  # one request, one set of models
+            seen.append(versions.pop())
+            for r in got:
+                assert (
+                    r["score"]["churn_probability"] == before[r["customer_id"]]["churn_probability"]
+                )
+            time.sleep(0.1)
+        assert srv.log.read_text().count(f"new champions: churn v{old.version} -> v") == 2
     assert scores == {c: {"2026-01-01T15:00:00.000001+00:00"} for c in ids}, srv.tail()
     assert sorted(receiver.posts) == sorted(keys) and len(keys) == len(ids)

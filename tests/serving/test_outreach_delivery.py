@@ -69,7 +69,7 @@ def test_flaky_receiver_gets_every_contact_exactly_once_and_no_control(tmp_path,
         report = run_outreach(
             scored(), AS_OF, cfg, data_dir=tmp_path, webhook_url=receiver.url, sleep=delays.append
         )
-        history = read_outbox(f"sqlite:///{tmp_path / 'outreach' / 'outbox.db'}")
+        history = read_outbox(f"sqlite:///{tmp_path / 'store' / 'retain.db'}")
         contacts, controls = groups(history)
         assert len(contacts) == 60 and len(controls) > 0
         assert report.channel == "webhook" and report.delivered == 60 and report.pending == 0
@@ -102,7 +102,7 @@ def test_flaky_receiver_gets_every_contact_exactly_once_and_no_control(tmp_path,
 
 def test_failed_deliveries_stay_pending_and_go_out_on_the_next_run(tmp_path, Receiver):
     cfg = settings(capacity_per_run=20, control_share=0.1, max_attempts_per_run=3)
-    outbox = f"sqlite:///{tmp_path / 'outreach' / 'outbox.db'}"
+    outbox = f"sqlite:///{tmp_path / 'store' / 'retain.db'}"
     with Receiver(lambda n, key: "503") as down:
         first = run_outreach(scored(), AS_OF, cfg, data_dir=tmp_path, webhook_url=down.url)
         # One contact tried max_attempts times, then the pass stopped instead of hammering.
@@ -130,7 +130,7 @@ def test_failed_deliveries_stay_pending_and_go_out_on_the_next_run(tmp_path, Rec
 
 def test_rejected_contacts_fail_with_the_reason_and_are_requeued_on_request(tmp_path, Receiver):
     cfg = settings(capacity_per_run=10, control_share=0.0)
-    outbox = f"sqlite:///{tmp_path / 'outreach' / 'outbox.db'}"
+    outbox = f"sqlite:///{tmp_path / 'store' / 'retain.db'}"
     with Receiver(lambda n, key: "404") as wrong:
         report = run_outreach(scored(), AS_OF, cfg, data_dir=tmp_path, webhook_url=wrong.url)
         assert report.failed == 10 and report.pending == 0
@@ -165,12 +165,14 @@ KILLABLE = textwrap.dedent(
 def test_dispatcher_killed_mid_flight_delivers_the_rest_next_run_without_duplicates(
     tmp_path, Receiver
 ):
+    lease = 3.0  # the dead dispatcher's claims hold this long after its last attempt
     outreach = {**FAST_RETRIES, "capacity_per_run": 40, "control_share": 0.15}
+    outreach["claim_lease_s"] = lease
     cfg = settings_from_dict({"outreach": outreach})
     scored().to_parquet(tmp_path / "scored.parquet")
     script = tmp_path / "dispatch.py"
     script.write_text(KILLABLE)
-    outbox = f"sqlite:///{tmp_path / 'outreach' / 'outbox.db'}"
+    outbox = f"sqlite:///{tmp_path / 'store' / 'retain.db'}"
 
     with Receiver(delay=0.15) as receiver:
         args = [str(tmp_path / "scored.parquet"), json.dumps({"outreach": outreach})]
@@ -198,6 +200,13 @@ def test_dispatcher_killed_mid_flight_delivers_the_rest_next_run_without_duplica
         in_flight = set(receiver.accepted) - sent_keys
         assert 8 <= len(sent_keys) < 40 and sent_keys <= set(receiver.accepted)
         assert len(in_flight) <= 1
+
+        # Within its lease the dead process still holds what it claimed: nobody posts those.
+        posted = len(receiver.posts)
+        early = run_outreach(scored(), AS_OF, cfg, data_dir=tmp_path, webhook_url=receiver.url)
+        assert early.delivered == 0 and early.pending == 40 - len(sent_keys)
+        assert len(receiver.posts) == posted
+        time.sleep(lease + 0.2)
 
         report = run_outreach(scored(), AS_OF, cfg, data_dir=tmp_path, webhook_url=receiver.url)
         assert not report.new_run and report.pending == 0
@@ -228,7 +237,68 @@ def test_one_contact_the_receiver_keeps_failing_does_not_hold_up_the_rest(tmp_pa
         second = run_outreach(scored(), AS_OF, cfg, data_dir=tmp_path, webhook_url=receiver.url)
         assert second.delivered == 14 and second.pending == 1
         assert set(receiver.accepted) | set(poison) == set(first.selection["idempotency_key"])
-        history = read_outbox(f"sqlite:///{tmp_path / 'outreach' / 'outbox.db'}")
+        history = read_outbox(f"sqlite:///{tmp_path / 'store' / 'retain.db'}")
         stuck = history[history["status"] == "pending"]
         assert stuck["idempotency_key"].tolist() == poison and stuck["attempts"].item() == 4
         assert stuck["last_error"].item().startswith("HTTP 500")
+
+
+def test_dispatchers_sharing_one_store_post_every_contact_once(store_url, Receiver):
+    """Several `retain outreach run` processes (or replicas) deliver from one store at once: each
+    contact is claimed by one of them and posted once (SQLite and a real PostgreSQL)."""
+    import threading
+
+    from serving.outreach.dispatch import WebhookDispatcher
+    from serving.outreach.outbox import Outbox
+
+    cfg = settings(capacity_per_run=450, control_share=0.1)
+    first = run_outreach(scored(1000), AS_OF, cfg, store=store_url, dry_run=False, webhook_url="")
+    assert first.channel == "file" and first.delivered > 400  # recorded and filed; now the hook
+    with Outbox(store_url) as box, box.engine.begin() as conn:
+        o = box.outbox
+        conn.execute(o.update().where(o.c.group == CONTACT).values(status="pending"))
+    contacts = set(first.selection.loc[first.selection["group"] == CONTACT, "idempotency_key"])
+    results, errors = [], []
+    with Receiver(delay=0.002) as receiver:
+
+        def deliver() -> None:
+            try:
+                with Outbox(store_url) as box:
+                    hook = WebhookDispatcher.from_settings(receiver.url, cfg.outreach)
+                    results.append(hook.dispatch(box))
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=deliver) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert sorted(receiver.posts) == sorted(contacts)  # every contact, none twice
+    assert sum(r.delivered for r in results) == len(contacts)
+    assert sum(1 for r in results if r.delivered) >= 2  # the work was shared, not serialised
+    history = read_outbox(store_url)
+    assert (history.loc[history["group"] == CONTACT, "status"] == "sent").all()
+
+
+def test_an_outbox_of_an_earlier_release_moves_into_the_store(tmp_path, Receiver):
+    """Before the outbox lived in the store it was <data>/outreach/outbox.db: its runs, keys and
+    pending contacts move into the store at the first command, so cooldown and delivery go on."""
+    legacy = tmp_path / "outreach" / "outbox.db"
+    legacy.parent.mkdir(parents=True)
+    cfg = settings(capacity_per_run=30, control_share=0.1, cooldown_days=30)
+    with Receiver(lambda n, key: "503") as down:  # the old outbox kept its contacts pending
+        old = run_outreach(scored(), AS_OF, cfg, store=f"sqlite:///{legacy}", webhook_url=down.url)
+    assert old.pending == 30
+    with Receiver() as receiver:
+        later = AS_OF + pd.Timedelta(days=10)
+        report = run_outreach(scored(), later, cfg, data_dir=tmp_path, webhook_url=receiver.url)
+    assert not legacy.exists() and legacy.with_name("outbox.db.moved").exists()
+    history = read_outbox(f"sqlite:///{tmp_path / 'store' / 'retain.db'}")
+    assert set(history["run_id"]) == {old.run_id, report.run_id}
+    before = set(old.selection["customer_id"])
+    assert not before & set(report.selection["customer_id"])  # the cooldown held
+    old_contacts = old.selection.loc[old.selection["group"] == CONTACT, "idempotency_key"]
+    assert set(old_contacts) <= set(receiver.accepted)  # the old pending contacts went out too
+    assert report.delivered == 30 + report.counts["contact"]

@@ -50,7 +50,7 @@ def _engine(url: str):
 
 def test_a_new_store_is_at_head_with_exactly_the_defined_tables(store_url):
     with Store(store_url) as store, store.engine.connect() as conn:
-        assert current(conn) == head() == "0003"
+        assert current(conn) == head() == "0004"
         diff = compare_metadata(MigrationContext.configure(conn), store.metadata)
         assert diff == [], diff
 
@@ -86,13 +86,13 @@ def test_an_older_store_is_upgraded_in_place_keeping_its_rows(store_url):
         with engine.begin() as conn:
             conn.execute(insert(t.inbox_events).values(_row()))
         assert "users" not in inspect(engine).get_table_names()
-        assert upgrade(engine) == ("0001", "0003")
+        assert upgrade(engine) == ("0001", "0004")
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(t.inbox_events)).scalar() == 1
-        assert {"users", "web_sessions", "saved_views", "contacts"} <= set(
+        assert {"users", "web_sessions", "saved_views", "contacts", "outreach_outbox"} <= set(
             inspect(engine).get_table_names()
         )
-        assert upgrade(engine) == ("0003", "0003")  # nothing to do
+        assert upgrade(engine) == ("0004", "0004")  # nothing to do
     finally:
         engine.dispose()
 
@@ -106,7 +106,7 @@ def test_a_store_made_before_migrations_is_recognised_and_upgraded(store_url):
         metadata.create_all(engine, tables=old)
         with engine.begin() as conn:
             conn.execute(insert(t.inbox_events).values(_row()))
-        assert upgrade(engine) == (None, "0003")
+        assert upgrade(engine) == (None, "0004")
         with engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(t.inbox_events)).scalar() == 1
     finally:
@@ -125,8 +125,8 @@ def test_retain_db_upgrade_and_current(tmp_path):
     before = runner.invoke(app, ["db", "current", "--data", str(tmp_path)])
     assert before.exit_code == 0 and "0001" in before.output and "behind" in before.output
     done = runner.invoke(app, ["db", "upgrade", "--data", str(tmp_path)])
-    assert done.exit_code == 0 and "0001 -> 0003" in done.output, done.output
+    assert done.exit_code == 0 and "0001 -> 0004" in done.output, done.output
     again = runner.invoke(app, ["db", "upgrade", "--store-url", url])
-    assert again.exit_code == 0 and "already at 0003" in again.output
+    assert again.exit_code == 0 and "already at 0004" in again.output
     missing = runner.invoke(app, ["db", "current", "--data", str(tmp_path / "none")])
     assert missing.exit_code != 0 and "no store" in missing.output
