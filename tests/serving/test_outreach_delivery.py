@@ -243,7 +243,7 @@ def test_one_contact_the_receiver_keeps_failing_does_not_hold_up_the_rest(tmp_pa
         assert stuck["last_error"].item().startswith("HTTP 500")
 
 
-def test_dispatchers_sharing_one_store_post_every_contact_once(store_url, Receiver):
+def test_dispatchers_sharing_one_store_post_every_contact_once(store_url, Receiver, tmp_path):
     """Several `retain outreach run` processes (or replicas) deliver from one store at once: each
     contact is claimed by one of them and posted once (SQLite and a real PostgreSQL)."""
     import threading
@@ -252,7 +252,9 @@ def test_dispatchers_sharing_one_store_post_every_contact_once(store_url, Receiv
     from serving.outreach.outbox import Outbox
 
     cfg = settings(capacity_per_run=450, control_share=0.1)
-    first = run_outreach(scored(1000), AS_OF, cfg, store=store_url, dry_run=False, webhook_url="")
+    first = run_outreach(
+        scored(1000), AS_OF, cfg, store=store_url, webhook_url="", file_drop_dir=tmp_path / "drop"
+    )
     assert first.channel == "file" and first.delivered > 400  # recorded and filed; now the hook
     with Outbox(store_url) as box, box.engine.begin() as conn:
         o = box.outbox
