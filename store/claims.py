@@ -12,7 +12,7 @@ A queue table has `status` ("pending" while it waits), `claimed_by` and `claimed
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Table, and_, or_, select, update
@@ -26,6 +26,7 @@ def claim(
     engine: Engine,
     table: Table,
     token: str,
+    now: datetime,
     *,
     lease: timedelta,
     where: ColumnElement[bool] | None = None,
@@ -33,10 +34,9 @@ def claim(
     limit: int = BATCH,
 ) -> list[dict[str, Any]]:
     """Claims for `token` up to `limit` pending rows (matching `where`) that no live claim holds,
-    in `order_by` order for `lease`, and returns every pending row `token` holds. Leases are
-    wall-clock time, read here."""
+    in `order_by` order for `lease` from `now` (wall-clock, naive UTC: the caller reads the
+    clock), and returns every pending row `token` holds."""
     t = table
-    now = datetime.now(UTC).replace(tzinfo=None)
     free = and_(t.c.status == PENDING, or_(t.c.claimed_until.is_(None), t.c.claimed_until < now))
     if where is not None:
         free = and_(free, where)
@@ -64,9 +64,8 @@ def claim(
         return [dict(r._mapping) for r in conn.execute(query)]
 
 
-def renew(conn: Connection, table: Table, token: str, lease: timedelta) -> None:
-    """Extends `token`'s claims by `lease` from now, inside the caller's transaction."""
-    now = datetime.now(UTC).replace(tzinfo=None)
+def renew(conn: Connection, table: Table, token: str, now: datetime, lease: timedelta) -> None:
+    """Extends `token`'s claims to `now` + `lease`, inside the caller's transaction."""
     t = table
     conn.execute(
         update(t)

@@ -62,13 +62,14 @@ class CaseHandoffs:
         self.t = store.t.case_handoffs
         self.token = uuid.uuid4().hex
 
-    def pending_contacts(self, lease: timedelta) -> list[dict[str, Any]]:
-        """Claims for `lease` up to `store.claims.BATCH` pending rows no live claim holds, and
+    def pending_contacts(self, now: datetime, lease: timedelta) -> list[dict[str, Any]]:
+        """Claims for `lease` from `now` up to `store.claims.BATCH` pending rows no live claim holds, and
         returns them."""
         return claims.claim(
             self.store.engine,
             self.t,
             self.token,
+            naive_utc(now),
             lease=lease,
             order_by=(self.t.c.attempts, self.t.c.id),
         )
@@ -77,12 +78,12 @@ class CaseHandoffs:
         """Give back this delivery's claims on rows still pending (the next one retries them)."""
         claims.release(self.store.engine, self.t, self.token)
 
-    def mark_attempt(self, row_id: int, lease: timedelta) -> None:
+    def mark_attempt(self, row_id: int, now: datetime, lease: timedelta) -> None:
         with self.store.engine.begin() as conn:
             conn.execute(
                 update(self.t).where(self.t.c.id == row_id).values(attempts=self.t.c.attempts + 1)
             )
-            claims.renew(conn, self.t, self.token, lease)
+            claims.renew(conn, self.t, self.token, naive_utc(now), lease)
 
     def mark_sent(self, row_ids: list[int], channel: str, delivered_at: datetime) -> None:
         with self.store.engine.begin() as conn:

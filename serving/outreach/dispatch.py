@@ -254,7 +254,7 @@ class WebhookDispatcher:
         client = self._client or httpx.Client(timeout=self.timeout_s)
         tried = 0
         try:
-            while not result.stopped and (rows := outbox.pending_contacts(self.lease)):
+            while not result.stopped and (rows := outbox.pending_contacts(utc_now(), self.lease)):
                 for row in rows:
                     outcome, error, attempts = self._deliver(client, outbox, row)
                     result.attempts += attempts
@@ -285,7 +285,7 @@ class WebhookDispatcher:
         headers = {"Idempotency-Key": row["idempotency_key"], "Content-Type": "application/json"}
         error = ""
         for attempt in range(1, self.max_attempts + 1):
-            outbox.mark_attempt(row["id"], self.lease)
+            outbox.mark_attempt(row["id"], utc_now(), self.lease)
             wait: float | None = None
             try:
                 response = client.post(self.url, content=body, headers=headers)

@@ -157,8 +157,8 @@ class Outbox:
             ) from None
         return True
 
-    def pending_contacts(self, lease: timedelta) -> list[dict[str, Any]]:
-        """Claims for this outbox's delivery, for `lease`, a batch of contacts still to deliver that no other
+    def pending_contacts(self, now: datetime, lease: timedelta) -> list[dict[str, Any]]:
+        """Claims for this outbox's delivery, for `lease` from `now`, a batch of contacts still to deliver that no other
         delivery holds, and returns them: fewest attempts first (so one contact the receiver
         keeps failing on cannot hold up the rest run after run), then oldest run, then rank."""
         o = self.outbox
@@ -166,6 +166,7 @@ class Outbox:
             self.engine,
             o,
             self.token,
+            naive_utc(now),
             lease=lease,
             where=o.c.group == CONTACT,
             order_by=(o.c.attempts, o.c.as_of, o.c.run_id, o.c.rank),
@@ -209,13 +210,13 @@ class Outbox:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(query)]
 
-    def mark_attempt(self, row_id: int, lease: timedelta) -> None:
+    def mark_attempt(self, row_id: int, now: datetime, lease: timedelta) -> None:
         """Count an attempt before it is made, so one interrupted mid-flight is counted too, and
         renew this delivery's claims for `lease`."""
         o = self.outbox
         with self.engine.begin() as conn:
             conn.execute(update(o).where(o.c.id == row_id).values(attempts=o.c.attempts + 1))
-            claims.renew(conn, o, self.token, lease)
+            claims.renew(conn, o, self.token, naive_utc(now), lease)
 
     def mark_sent(self, row_ids: list[int], channel: str, delivered_at: datetime) -> None:
         o = self.outbox
