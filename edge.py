@@ -7,6 +7,7 @@ function of its package and prints; no CLI imports another.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -29,6 +30,18 @@ DataOption = Annotated[
     str,
     typer.Option(
         "--data", help="Data folder (<table>.parquet|.csv) or SQLAlchemy URL.", show_default=False
+    ),
+]
+
+ClusterOption = Annotated[
+    str | None,
+    typer.Option(
+        "--cluster",
+        envvar="RETAIN_DASK_SCHEDULER",
+        help="Run per partition on Dask: a scheduler address (tcp://host:8786) or local:N for a "
+        "local cluster of N worker processes. --data must then be a partitioned folder "
+        "(`retain partition`).",
+        show_default=False,
     ),
 ]
 
@@ -107,29 +120,97 @@ def given_store_url(settings: Settings, data: str | None, store: str | None) -> 
     return store or store_url(settings, data)
 
 
+def _inbox(data: str, settings: Settings):
+    """The store's inbox rows (those ingested since the last `retain compact`), or None."""
+    from features.inbox import read_inbox
+    from store import NoStoreError, Store
+
+    try:
+        with Store(store_url(settings, data), create=False) as store:
+            inbox = read_inbox(store)
+    except NoStoreError:
+        return None
+    return inbox if any(len(rows) for rows in inbox.values()) else None
+
+
 def read_tables(data: str, progress: Progress, settings: Settings):
-    """Read a source plus the store's inbox (the rows ingested since the last `retain compact`)
-    as one history, validate it and print the reconciliation; returns the ValidationResult."""
-    from features.inbox import read_inbox, with_inbox
+    """Read a source plus the store's inbox as one history, validate it and print the
+    reconciliation; returns the ValidationResult."""
+    from features.inbox import with_inbox
     from features.sources import read_source
     from features.validate import validate
-    from store import NoStoreError, Store, redact
+    from store import redact
 
     progress(f"reading {data}")
     raw = read_source(data)
-    url = store_url(settings, data)
-    try:
-        with Store(url, create=False) as store:
-            inbox = read_inbox(store)
-    except NoStoreError:
-        inbox = None
-    if inbox is not None and any(len(rows) for rows in inbox.values()):
+    inbox = _inbox(data, settings)
+    if inbox is not None:
         raw, added = with_inbox(raw, inbox)
-        progress(f"{added.summary()} from {redact(url)}")
+        progress(f"{added.summary()} from {redact(store_url(settings, data))}")
     progress("validating against the data contract")
     result = validate(raw)
     typer.echo(result.summary(), err=True)
     return result
+
+
+def partitions(data: str, progress: Progress, settings: Settings):
+    """The partitions of a partitioned folder for a cluster run, each with its share of the
+    store's inbox; validation happens in the tasks (`features.distributed`)."""
+    from features.distributed import partitions_of
+
+    inbox = _inbox(data, settings)
+    parts = partitions_of(data, inbox)
+    added = {name: len(rows) for name, rows in (inbox or {}).items()}
+    progress(
+        f"{parts[0].manifest.partitions} partitions in {data}"
+        + (f", plus inbox rows {added}" if inbox else "")
+    )
+    return parts
+
+
+@contextlib.contextmanager
+def cluster(address: str | None, progress: Progress):
+    """A Dask client for `--cluster` (None without one): `local:N` starts N local worker
+    processes for the command's lifetime; anything else is a scheduler address."""
+    if not address:
+        yield None
+        return
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if address.startswith("local:"):
+        try:
+            n = int(address.removeprefix("local:"))
+            if n < 1:
+                raise ValueError
+        except ValueError:
+            raise typer.BadParameter(
+                f"{address!r}: expected local:N with N >= 1 workers", param_hint="--cluster"
+            ) from None
+        progress(f"starting a local Dask cluster of {n} worker process(es)")
+        with (
+            LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            ) as local,
+            Client(local) as client,
+        ):
+            yield client
+        return
+    progress(f"connecting to the Dask scheduler at {address}")
+    try:
+        client = Client(address, timeout="30s")
+    except OSError as exc:
+        raise typer.BadParameter(
+            f"cannot reach the Dask scheduler at {address}: {exc}", param_hint="--cluster"
+        ) from None
+    with client:
+        progress(f"{len(client.scheduler_info()['workers'])} Dask worker(s)")
+        yield client
 
 
 def registry():

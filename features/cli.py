@@ -1,4 +1,4 @@
-"""`retain generate | validate | import | features`: the data commands. The CLI reads and writes;
+"""`retain generate | validate | import | partition | features`: the data commands. The CLI reads and writes;
 the functions it calls compute."""
 
 from __future__ import annotations
@@ -9,11 +9,14 @@ from typing import Annotated
 import typer
 
 from edge import (
+    ClusterOption,
     ConfigOption,
     DataOption,
     Progress,
+    cluster,
     handle_errors,
     parse_cutoff,
+    partitions,
     read_tables,
     settings_from,
 )
@@ -152,6 +155,30 @@ def import_cmd(
 
 
 @app.command()
+@handle_errors(ContractError, ValueError)
+def partition(
+    data: DataOption,
+    out: Annotated[Path, typer.Option(help="New (or empty) folder for the partitioned tables.")],
+    parts: Annotated[
+        int, typer.Option("--partitions", min=1, help="Number of partitions (hash of customer_id).")
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Write a source's contract tables as Parquet partitioned by a hash of customer_id, every
+    table co-partitioned, with a manifest: what `--cluster` runs read. The rows are copied as
+    they are; validation happens where they are used."""
+    from features.partitioned import write_partitioned
+    from features.sources import read_source
+
+    settings_from(config)
+    progress = Progress()
+    progress(f"reading {data}")
+    raw = read_source(data)
+    manifest = write_partitioned(raw, out, parts, progress=progress)
+    typer.echo(f"{manifest.partitions} partitions of {', '.join(manifest.tables)} -> {out}")
+
+
+@app.command()
 @handle_errors(ContractError)
 def features(
     data: DataOption,
@@ -159,17 +186,26 @@ def features(
         str, typer.Option("--as-of", help="Cutoff (exclusive), e.g. 2025-06-30; UTC.")
     ],
     out: Annotated[Path, typer.Option(help="Output file, .parquet or .csv.")],
+    address: ClusterOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Build one row of features per customer in the population at AS_OF."""
     from features.build import build_features
+    from features.distributed import build_features_on
     from features.sources import write_frame
 
     settings = settings_from(config)
     cutoff = parse_cutoff(as_of)
     progress = Progress()
-    tables = read_tables(data, progress, settings).tables
-    progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
-    frame = build_features(tables, cutoff, settings)
+    with cluster(address, progress) as client:
+        if client is None:
+            tables = read_tables(data, progress, settings).tables
+            progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
+            frame = build_features(tables, cutoff, settings)
+        else:
+            parts = partitions(data, progress, settings)
+            progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC per partition")
+            frame, checked = build_features_on(client, parts, cutoff, settings, progress=progress)
+            typer.echo(checked.summary(), err=True)
     write_frame(frame, out, index=True)
     progress(f"{len(frame):,} customers x {frame.shape[1]} features -> {out}")

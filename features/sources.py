@@ -1,6 +1,7 @@
 """Sources: the I/O edge that reads raw contract tables and writes tables and frames.
 
-A source is either a data folder holding `<name>.parquet` or `<name>.csv` per contract table, or
+A source is either a data folder holding `<name>.parquet` or `<name>.csv` per contract table (or
+the parts of a partitioned folder, `features.partitioned`), or
 a SQLAlchemy URL (`sqlite:///path.db`, `postgresql://...`) whose database holds tables of those
 names. Readers return raw frames for `features.validate.validate`; they never fix data.
 """
@@ -31,12 +32,14 @@ _DICTIONARY_COLUMNS = (
 _MANY_VALUES = ("customer_id",)
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def _read_parquet(paths: list[Path]) -> pd.DataFrame:
+    """One table from one or more Parquet files of the same schema (the parts of a partitioned
+    folder, in order)."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    schema = pq.read_schema(path)
+    schema = pq.read_schema(paths[0])
     text = [
         f.name
         for f in schema
@@ -46,11 +49,15 @@ def _read_parquet(path: Path) -> pd.DataFrame:
     # Parquet's own dictionaries differ per row group; merging a million ids across them when
     # converting costs twice as much as reading the ids as text and encoding them once.
     few = [name for name in text if name not in _MANY_VALUES]
-    table = pq.read_table(path, read_dictionary=few or None)
+    parts = [pq.read_table(p, read_dictionary=few or None) for p in paths]
+    table = parts[0] if len(parts) == 1 else pa.concat_tables(parts)
     for name in text:
         if name in _MANY_VALUES:
             i = table.schema.get_field_index(name)
-            table = table.set_column(i, name, pc.dictionary_encode(table.column(name)))
+            column = table.column(name)
+            if column.num_chunks > 1:
+                column = pa.chunked_array([column.combine_chunks()])
+            table = table.set_column(i, name, pc.dictionary_encode(column))
     return table.to_pandas()
 
 
@@ -61,17 +68,29 @@ def is_sql_url(source: str) -> bool:
 def read_file(path: Path, table: str) -> pd.DataFrame:
     try:
         if path.suffix == ".parquet":
-            return _read_parquet(path)
+            return _read_parquet([path])
         return pd.read_csv(path, dtype=_CSV_DTYPES, low_memory=False)
     except Exception as exc:
         raise ContractError(f"cannot read table '{table}' from {path}: {exc}") from exc
 
 
+def read_files(paths: list[Path], table: str) -> pd.DataFrame:
+    """One table from the Parquet parts of a partitioned folder, in order."""
+    try:
+        return _read_parquet(paths)
+    except Exception as exc:
+        raise ContractError(f"cannot read table '{table}' from {paths[0].parent}: {exc}") from exc
+
+
 def read_folder(folder: str | Path) -> dict[str, pd.DataFrame | None]:
     """Raw tables from a data folder; optional tables that are absent come back as None."""
+    from features.partitioned import is_partitioned, read_partitioned
+
     folder = Path(folder)
     if not folder.is_dir():
         raise ContractError(f"data folder {folder} does not exist or is not a folder")
+    if is_partitioned(folder):
+        return read_partitioned(folder)
     tables: dict[str, pd.DataFrame | None] = {}
     for name in TABLE_NAMES:
         found = [folder / f"{name}{s}" for s in _SUFFIXES if (folder / f"{name}{s}").is_file()]

@@ -52,12 +52,17 @@ class ValidationResult:
     report: dict[str, TableReport]
 
     def summary(self) -> str:
-        lines = [f"{'table':<10}{'read':>12}{'kept':>12}{'quarantined':>13}"]
-        for name, r in self.report.items():
-            lines.append(f"{name:<10}{r.read:>12,}{r.kept:>12,}{r.quarantined:>13,}")
-            for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
-                lines.append(f"{'':<12}{count:>10,}  {reason}")
-        return "\n".join(lines)
+        return summarise(self.report)
+
+
+def summarise(report: dict[str, TableReport]) -> str:
+    """The printed reconciliation: rows read, kept and quarantined per table, and why."""
+    lines = [f"{'table':<10}{'read':>12}{'kept':>12}{'quarantined':>13}"]
+    for name, r in report.items():
+        lines.append(f"{name:<10}{r.read:>12,}{r.kept:>12,}{r.quarantined:>13,}")
+        for reason, count in sorted(r.reasons.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"{'':<12}{count:>10,}  {reason}")
+    return "\n".join(lines)
 
 
 _FORMAT_SAMPLE = 20  # values looked at to guess a timestamp column's format
@@ -100,8 +105,9 @@ def _as_id(values: pd.Series) -> pd.Series:
     return values.astype("string").str.strip()
 
 
-def _ids(s: pd.Series) -> pd.Series:
-    """Customer ids as a Categorical of strings, NA for missing or blank."""
+def normal_ids(s: pd.Series) -> pd.Series:
+    """Customer ids as a Categorical of strings, NA for missing or blank: the ids validation
+    keeps (and partitions are hashed on)."""
     return _distinct(s, _as_id)
 
 
@@ -237,7 +243,7 @@ def _split(
 
 def _customers(raw: pd.DataFrame):
     n = len(raw)
-    ids = _ids(raw["customer_id"])
+    ids = normal_ids(raw["customer_id"])
     signup, bad_signup = _timestamps(raw["signup_date"])
     clean = raw.copy()
     clean["customer_id"] = ids
@@ -273,7 +279,7 @@ def _events(
     groups: np.ndarray | None = None,
 ):
     n = len(raw)
-    ids = _ids(raw["customer_id"]) if ids is None else ids
+    ids = normal_ids(raw["customer_id"]) if ids is None else ids
     cust, unknown = _customer_categorical(ids, known)
     ts, bad_ts = _timestamps(raw["ts"])
     channel = _labels(raw["channel"])
@@ -336,7 +342,7 @@ def _feedback(
     groups: np.ndarray | None = None,
 ):
     n = len(raw)
-    ids = _ids(raw["customer_id"]) if ids is None else ids
+    ids = normal_ids(raw["customer_id"]) if ids is None else ids
     cust, unknown = _customer_categorical(ids, known)
     ts, bad_ts = _timestamps(raw["ts"])
     survey = _labels(raw["survey"])
@@ -391,7 +397,7 @@ def _feedback(
 def _churn(raw: pd.DataFrame, customers: pd.DataFrame):
     n = len(raw)
     known = pd.Index(customers["customer_id"])
-    ids = _ids(raw["customer_id"])
+    ids = normal_ids(raw["customer_id"])
     cust, unknown = _customer_categorical(ids, known)
     date, bad_date = _timestamps(raw["churn_date"])
     codes = cust.cat.codes.to_numpy()
@@ -514,7 +520,7 @@ def check_rows(
         )
     # Only the batch's own known customers as categories: the same verdicts as against the
     # whole book, without categoricals (and hashes) the size of a million-customer book.
-    ids = _ids(raw["customer_id"])
+    ids = normal_ids(raw["customer_id"])
     present = pd.Index(ids.dropna().astype(str).unique(), dtype=object)
     if not isinstance(known, pd.Index):
         known = pd.Index(known)

@@ -8,11 +8,14 @@ from typing import Annotated
 import typer
 
 from edge import (
+    ClusterOption,
     ConfigOption,
     Progress,
     champions,
+    cluster,
     handle_errors,
     parse_cutoff,
+    partitions,
     read_tables,
     registry,
     settings_from,
@@ -64,12 +67,18 @@ def score(
             show_default=False,
         ),
     ] = None,
+    address: ClusterOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Score every customer with the champion models and write them ranked by value at risk,
     with plain-language reasons for the top of the list (scoring.reasons_top_n)."""
     from features.sources import is_sql_url
-    from serving.core.ranking import check_output_path, score_population, write_scores
+    from serving.core.ranking import (
+        check_output_path,
+        score_partitions,
+        score_population,
+        write_scores,
+    )
     from serving.score_store import ScoreStore
 
     settings = settings_from(config)
@@ -84,8 +93,16 @@ def score(
         snapshot_dir = Path(data)
     progress = Progress()
     models = champions(registry(), progress)
-    tables = read_tables(data, progress, settings).tables
-    scored = score_population(tables, cutoff, models, settings, progress=progress)
+    with cluster(address, progress) as client:
+        if client is None:
+            tables = read_tables(data, progress, settings).tables
+            scored = score_population(tables, cutoff, models, settings, progress=progress)
+        else:
+            parts = partitions(data, progress, settings)
+            scored, checked = score_partitions(
+                client, parts, cutoff, models, settings, progress=progress
+            )
+            typer.echo(checked.summary(), err=True)
     write_scores(scored.ranked, out)
     progress(f"ranked list of {len(scored.ranked):,} customers -> {out}")
     folder = ScoreStore(snapshot_dir).save(scored)

@@ -1,6 +1,6 @@
 """Batch scoring: the whole population at a cutoff, ranked by value at risk, with reasons for the
-customers a CX team will look at (`score_population` -> `ScoredList`); writing the ranked list
-as a CSV or Parquet file. Where scored lists are kept is `serving.score_store`'s business.
+customers a CX team will look at (`score_population` -> `ScoredList`, or `score_partitions` on
+Dask); writing the ranked list as a CSV or Parquet file. Where scored lists are kept is `serving.score_store`'s business.
 """
 
 from __future__ import annotations
@@ -65,6 +65,37 @@ def population_features(
     return X
 
 
+def score_partitions(
+    client,
+    parts,
+    as_of: str | pd.Timestamp,
+    champions: Champions,
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+):
+    """`score_population` per partition on Dask (`features.distributed`): each task validates its
+    partition, builds the champions' features and scores them; the list is ranked, and the top
+    given reasons, over the gathered scores. Returns the ScoredList and the reconciliation."""
+    from features.distributed import checked, concat_rows, run_partitions
+
+    cutoff = to_utc(as_of)
+    shared = client.scatter(champions, broadcast=True)
+    results = run_partitions(
+        client, parts, _score_task, cutoff, shared, settings, what="scoring", progress=progress
+    )
+    X = concat_rows([r[0] for r in results])
+    scores = concat_rows([r[1] for r in results])
+    ranked = rank_scores(X, scores, champions, settings, progress=progress)
+    return ScoredList(cutoff, ranked, X), checked([(r[2], r[3]) for r in results])
+
+
+def _score_task(part, cutoff: pd.Timestamp, champions: Champions, settings: Settings):
+    result = part.validated()
+    X = population_features(result.tables, cutoff, champions, settings)
+    return X, score_batches(X, champions, settings), result.report, result.quarantine
+
+
 def score_population(
     tables: Tables,
     as_of: str | pd.Timestamp,
@@ -90,6 +121,23 @@ def rank_features(
     risk (highest first; ties by customer id, ascending), with reasons for the top
     `settings.scoring.reasons_top_n` only (empty strings below). Columns are exactly
     `SCORE_COLUMNS`; the index is a RangeIndex (row 0 is the customer to call first)."""
+    return rank_scores(
+        X,
+        score_batches(X, champions, settings, progress=progress),
+        champions,
+        settings,
+        progress=progress,
+    )
+
+
+def score_batches(
+    X: pd.DataFrame,
+    champions: Champions,
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> pd.DataFrame:
+    """`score_frame` without reasons over `X` in batches of `settings.scoring.batch_size`."""
     n = len(X)
     size = settings.scoring.batch_size
     batches = max(1, -(-n // size))
@@ -97,8 +145,19 @@ def rank_features(
     for b, start in enumerate(range(0, max(n, 1), size), start=1):
         parts.append(score_frame(X.iloc[start : start + size], champions, settings, reasons=False))
         progress(f"scored {min(start + size, n):,} of {n:,} customers (batch {b}/{batches})")
-    scores = pd.concat(parts) if len(parts) > 1 else parts[0]
+    return pd.concat(parts) if len(parts) > 1 else parts[0]
 
+
+def rank_scores(
+    X: pd.DataFrame,
+    scores: pd.DataFrame,
+    champions: Champions,
+    settings: Settings,
+    *,
+    progress: Callable[[str], None] = lambda _: None,
+) -> pd.DataFrame:
+    """The ranked list of `rank_features` from scores already computed (rows as in `X`)."""
+    n = len(X)
     progress("ranking by value at risk")
     order = _ranking(scores.index, scores["value_at_risk"].to_numpy())
     ranked = scores.iloc[order]

@@ -124,3 +124,52 @@ def test_bad_output_name_and_sql_source_without_snapshot_dir_are_refused(world):
     assert sql.exit_code == 2 and "--snapshot-dir" in sql.output
     when = retain("score", "--data", tmp / "data", "--as-of", "someday", "--out", tmp / "r.csv")
     assert when.exit_code == 2
+
+
+def test_score_on_a_local_cluster_equals_one_process(world):
+    """`retain partition` then `retain score --cluster local:2` on the partitioned folder gives
+    the same ranked list and the same scored features as one process reading that folder."""
+    tmp, retain, _ = world
+    parted = tmp / "parted"
+    done = retain("partition", "--data", tmp / "data", "--out", parted, "--partitions", 3)
+    assert done.exit_code == 0, done.output
+    assert "3 partitions of customers, events, feedback, churn" in done.output
+    got = {}
+    for name, extra in (("single", []), ("cluster", ["--cluster", "local:2"])):
+        result = retain(
+            "score",
+            "--data",
+            parted,
+            "--as-of",
+            AS_OF,
+            "--out",
+            tmp / f"{name}.parquet",
+            "--snapshot-dir",
+            tmp / name,
+            "--config",
+            tmp / "small.yaml",
+            *extra,
+        )
+        assert result.exit_code == 0, result.output
+        got[name] = (pd.read_parquet(tmp / f"{name}.parquet"), ScoreStore(tmp / name).latest())
+    assert "scoring: 3/3 partitions" in result.output
+    pd.testing.assert_frame_equal(got["cluster"][0], got["single"][0])
+    pd.testing.assert_frame_equal(got["cluster"][1].features, got["single"][1].features)
+    assert len(got["cluster"][0]) > 500
+
+    refused = retain(
+        "score",
+        "--data",
+        tmp / "data",
+        "--as-of",
+        AS_OF,
+        "--out",
+        tmp / "x.csv",
+        "--cluster",
+        "local:2",
+    )
+    assert refused.exit_code == 2 and "retain partition" in refused.output
+    bad = retain(
+        "score", "--data", parted, "--as-of", AS_OF, "--out", tmp / "x.csv", "--cluster", "local:0"
+    )
+    assert bad.exit_code == 2 and "local:N" in bad.output
