@@ -114,22 +114,6 @@ def partition_of(ids: pd.Series, partitions: int) -> np.ndarray:
     return out
 
 
-def split_tables(
-    raw: dict[str, pd.DataFrame | None], partitions: int
-) -> list[dict[str, pd.DataFrame | None]]:
-    """Raw tables split into `partitions` co-partitioned pieces (row order kept inside each)."""
-    pieces: list[dict[str, pd.DataFrame | None]] = [{} for _ in range(partitions)]
-    for name, frame in raw.items():
-        if frame is None:
-            for piece in pieces:
-                piece[name] = None
-            continue
-        part = partition_of(frame["customer_id"], partitions) if len(frame) else np.zeros(0, int)
-        for i, piece in enumerate(pieces):
-            piece[name] = frame.iloc[np.flatnonzero(part == i)].reset_index(drop=True)
-    return pieces
-
-
 def write_partitioned(
     raw: dict[str, pd.DataFrame | None],
     out: str | Path,

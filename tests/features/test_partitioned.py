@@ -15,7 +15,6 @@ from features.partitioned import (
     load_manifest,
     partition_of,
     read_partition,
-    split_tables,
     write_partitioned,
 )
 from features.sources import read_folder
@@ -65,8 +64,9 @@ def test_partition_of_is_fixed_and_follows_validated_ids():
     ]
 
 
-def test_every_table_is_co_partitioned():
-    pieces = split_tables(raw(), 4)
+def test_every_table_is_co_partitioned(tmp_path):
+    write_partitioned(raw(), tmp_path / "p", 4)
+    pieces = [read_partition(tmp_path / "p", i) for i in range(4)]
     assert sum(len(p["customers"]) for p in pieces) == 12
     assert sum(len(p["events"]) for p in pieces) == 15
     for piece in pieces:
