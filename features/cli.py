@@ -67,6 +67,18 @@ def generate(
             "known contact effect, written to OUT/store/retain.db and OUT/loop_truth.json."
         ),
     ] = False,
+    partitions: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Write a partitioned folder of N parts (as `retain partition` does), generated "
+            "--chunk customers at a time: a world of any size in the memory of one chunk.",
+        ),
+    ] = None,
+    chunk: Annotated[
+        int,
+        typer.Option(min=1, help="Customers per generated piece with --partitions."),
+    ] = 250_000,
     config: ConfigOption = None,
 ) -> None:
     """Write a synthetic CX world (customers, events, feedback, churn) to OUT."""
@@ -74,12 +86,36 @@ def generate(
 
     import pandas as pd
 
-    from features.synthetic import generate_world, write_world
+    from features.synthetic import generate_partitioned, generate_world, write_world
     from features.synthetic_loop import LoopSimulation, write_loop
     from store import STORE_FILE, Store, home_for
 
     settings = settings_from(config)
     progress = Progress()
+    if partitions is not None:
+        if loop:
+            raise ValueError(
+                "--loop simulates one store for the whole world; it cannot be combined with "
+                "--partitions (generate the loop world unpartitioned)"
+            )
+        progress(
+            f"generating {customers:,} customers over {days} days from {start} (seed {seed}"
+            f"{', drift' if drift else ''}) into {partitions} partitions, {chunk:,} at a time"
+        )
+        manifest = generate_partitioned(
+            customers,
+            seed,
+            out,
+            partitions,
+            chunk=chunk,
+            start=start,
+            days=days,
+            drift=drift,
+            progress=progress,
+        )
+        for name in manifest.tables:
+            progress(f"{name:<10} {sum(manifest.rows[name]):>12,} rows -> {out / name}")
+        return
     progress(
         f"generating {customers:,} customers over {days} days from {start} (seed {seed}"
         f"{', drift' if drift else ''}{', with the closed loop' if loop else ''})"

@@ -114,6 +114,97 @@ def partition_of(ids: pd.Series, partitions: int) -> np.ndarray:
     return out
 
 
+class PartitionWriter:
+    """Writes a partitioned folder from batches of raw contract tables, one batch at a time, so
+    a folder larger than memory can be written (`features.synthetic.generate_partitioned`).
+
+    Each `add` splits its tables by partition and appends them to the open part files. A table
+    keeps the Arrow schema of its first batch (a column that batch left all-null and untyped is
+    typed as text, the contract's only untyped-when-empty columns), so every part has the same
+    column types. `close` writes typed empty parts for partitions no row reached, then the
+    manifest, last: a folder without one is incomplete and no command reads it."""
+
+    def __init__(self, out: str | Path, partitions: int) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        out = Path(out)
+        if out.exists() and any(out.iterdir()):
+            raise ValueError(f"{out} is not empty: give a new or empty folder for the partitions")
+        self.manifest = Manifest(out, partitions, {})
+        self._schemas: dict[str, object] = {}
+        self._writers: dict[tuple[str, int], object] = {}
+        self._closed = False
+        self._batches = 0
+
+    def _schema(self, name: str, table):
+        import pyarrow as pa
+
+        if name not in self._schemas:
+            fields = [
+                f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema
+            ]
+            self._schemas[name] = pa.schema(fields, metadata=table.schema.metadata)
+        return self._schemas[name]
+
+    def add(self, raw: dict[str, pd.DataFrame | None]) -> dict[str, np.ndarray]:
+        """Append one batch; returns each table's partition per row (for callers' checks)."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        if self._closed:
+            raise ValueError("the partition writer is closed")
+        manifest = self.manifest
+        parts: dict[str, np.ndarray] = {}
+        for name in TABLE_NAMES:
+            frame = raw.get(name)
+            if frame is None:
+                continue
+            if self._batches and name not in self._schemas:
+                raise ValueError(f"table '{name}' was absent from the first batch")
+            table = pa.Table.from_pandas(frame, preserve_index=False)
+            schema = self._schema(name, table)
+            table = table.cast(schema)
+            part = partition_of(frame["customer_id"], manifest.partitions) if len(frame) else None
+            counts = manifest.rows.setdefault(name, [0] * manifest.partitions)
+            (manifest.folder / name).mkdir(parents=True, exist_ok=True)
+            if part is None:
+                parts[name] = np.zeros(0, dtype=np.int64)
+                continue
+            order = np.argsort(part, kind="stable")
+            bounds = np.searchsorted(part[order], np.arange(manifest.partitions + 1))
+            for i in range(manifest.partitions):
+                rows = order[bounds[i] : bounds[i + 1]]
+                if not len(rows):
+                    continue
+                key = (name, i)
+                if key not in self._writers:
+                    self._writers[key] = pq.ParquetWriter(
+                        manifest.path(name, i), schema, compression="zstd"
+                    )
+                self._writers[key].write_table(table.take(rows))
+                counts[i] += len(rows)
+            parts[name] = part
+        self._batches += 1
+        return parts
+
+    def close(self) -> Manifest:
+        import pyarrow.parquet as pq
+
+        manifest = self.manifest
+        for writer in self._writers.values():
+            writer.close()
+        for name, schema in self._schemas.items():
+            for i in range(manifest.partitions):
+                if (name, i) not in self._writers:
+                    pq.write_table(schema.empty_table(), manifest.path(name, i), compression="zstd")
+        self._closed = True
+        tmp = manifest.folder / f".{MANIFEST}.tmp"
+        manifest.folder.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(manifest.as_json(), indent=2))
+        os.replace(tmp, manifest.folder / MANIFEST)
+        return manifest
+
+
 def write_partitioned(
     raw: dict[str, pd.DataFrame | None],
     out: str | Path,
@@ -121,41 +212,20 @@ def write_partitioned(
     *,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Manifest:
-    """Write raw contract tables as a partitioned folder. Each table goes through one Arrow
-    schema, so every part has the same column types (an all-empty slice is not typed anew)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    if partitions < 1:
-        raise ValueError(f"partitions must be >= 1, got {partitions}")
-    out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"{out} is not empty: give a new or empty folder for the partitions")
-    manifest = Manifest(out, partitions, {})
-    for name in TABLE_NAMES:
-        frame = raw.get(name)
-        if frame is None:
-            continue
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        part = partition_of(frame["customer_id"], partitions) if len(frame) else np.zeros(0, int)
-        (out / name).mkdir(parents=True, exist_ok=True)
-        counts = []
-        for i in range(partitions):
-            rows = np.flatnonzero(part == i)
-            pq.write_table(table.take(rows), manifest.path(name, i), compression="zstd")
-            counts.append(len(rows))
-        manifest.rows[name] = counts
-        progress(f"{name:<10} {len(frame):>12,} rows -> {partitions} parts in {out / name}")
-        spanning = _spanning_ids(frame, part)
+    """Write raw contract tables as a partitioned folder (one `PartitionWriter` batch)."""
+    writer = PartitionWriter(out, partitions)
+    parts = writer.add(raw)
+    for name, part in parts.items():
+        progress(
+            f"{name:<10} {len(raw[name]):>12,} rows -> {partitions} parts in {Path(out) / name}"
+        )
+        spanning = _spanning_ids(raw[name], part)
         if spanning:
             progress(
                 f"WARNING: {spanning:,} {name} event_id(s) are used by customers in different "
                 "partitions; a partition cannot see those repeats (fix the source's ids)"
             )
-    tmp = out / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest.as_json(), indent=2))
-    os.replace(tmp, out / MANIFEST)  # the manifest last: a folder without it is incomplete
-    return manifest
+    return writer.close()
 
 
 def _spanning_ids(frame: pd.DataFrame, part: np.ndarray) -> int:

@@ -25,7 +25,7 @@ random stream, so everything before the drift is identical with and without it.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -600,13 +600,15 @@ def drift_start_day(days: int = 730) -> int:
 
 def generate_world(
     n_customers: int,
-    seed: int,
+    seed: int | Sequence[int],
     *,
     start: str = "2024-01-01",
     days: int = 730,
     drift: bool = False,
     loop=None,
     progress: Callable[[str], None] | None = None,
+    first_id: int = 1,
+    id_width: int | None = None,
 ) -> dict[str, pd.DataFrame]:
     """Simulate `n_customers` of a subscription business over `[start, start + days)`.
 
@@ -615,6 +617,8 @@ def generate_world(
     tables; `drift=True` changes only the periods from `drift_start_day(days)` on. With a
     `features.synthetic_loop.LoopSimulation` as `loop`, the closed loop runs inside the world
     (moments, holdout, cases and their effect on churn; see that module) and `loop` holds them.
+    Customer ids run from `first_id`, zero-padded to `id_width` digits (default: at least 7), so
+    a world generated in pieces (`generate_partitioned`) never gives two customers one id.
     """
     if n_customers < 1:
         raise ValueError(f"n_customers must be at least 1, got {n_customers}")
@@ -638,10 +642,9 @@ def generate_world(
         say(f"period {m + 1}/{n_periods}: {active:,} subscribed, {churned:,} churned")
 
     say("assembling tables")
-    width = max(7, len(str(n_customers)))
-    ids = np.char.add("C", np.char.zfill(np.arange(1, n_customers + 1).astype(str), width)).astype(
-        object
-    )
+    width = id_width or max(7, len(str(first_id + n_customers - 1)))
+    numbers = np.arange(first_id, first_id + n_customers).astype(str)
+    ids = np.char.add("C", np.char.zfill(numbers, width)).astype(object)
     base_ns = t0.value
 
     def stamps(sec: np.ndarray) -> pd.Series:
@@ -692,6 +695,55 @@ def generate_world(
     )
     say(f"churn: {len(churn):,}")
     return {"customers": customers, "events": events, "feedback": feedback, "churn": churn}
+
+
+def generate_partitioned(
+    n_customers: int,
+    seed: int,
+    out: str | Path,
+    partitions: int,
+    *,
+    chunk: int = 250_000,
+    start: str = "2024-01-01",
+    days: int = 730,
+    drift: bool = False,
+    progress: Callable[[str], None] | None = None,
+):
+    """Write a world of `n_customers` straight to a partitioned folder (`features.partitioned`),
+    `chunk` customers at a time, so no process ever holds more than one chunk: a world of any
+    size fits in the memory one chunk needs (under 1 GB per 250,000 customers).
+
+    Customers do not interact in the simulation, so each chunk is a world of its own with its
+    own random stream (`seed`, chunk number) and the next block of ids. The same arguments,
+    `chunk` included, always give the same folder; a chunked world is statistically the same
+    business as `generate_world` gives, not the same rows. Returns the folder's `Manifest`.
+    """
+    from features.partitioned import PartitionWriter
+
+    if n_customers < 1:
+        raise ValueError(f"n_customers must be at least 1, got {n_customers}")
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+    say = progress or (lambda _msg: None)
+    writer = PartitionWriter(out, partitions)
+    width = max(7, len(str(n_customers)))
+    n_chunks = -(-n_customers // chunk)
+    rows = dict.fromkeys(("customers", "events", "feedback", "churn"), 0)
+    for k in range(n_chunks):
+        first = k * chunk
+        size = min(chunk, n_customers - first)
+        tables = generate_world(
+            size, (seed, k), start=start, days=days, drift=drift, first_id=first + 1, id_width=width
+        )
+        writer.add(tables)
+        for name, frame in tables.items():
+            rows[name] += len(frame)
+        del tables
+        say(
+            f"chunk {k + 1}/{n_chunks}: {first + size:,} of {n_customers:,} customers, {rows['events']:,} events, "
+            f"{rows['feedback']:,} feedback rows"
+        )
+    return writer.close()
 
 
 def _without_repeats(order: np.ndarray, key: np.ndarray, cols: dict[str, np.ndarray]) -> np.ndarray:

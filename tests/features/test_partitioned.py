@@ -12,6 +12,7 @@ from features.contract import ContractError
 from features.distributed import Partition, checked, concat_rows, partitions_of
 from features.partitioned import (
     MANIFEST,
+    PartitionWriter,
     load_manifest,
     partition_of,
     read_partition,
@@ -105,6 +106,45 @@ def test_more_partitions_than_customers_gives_empty_parts(tmp_path):
     got = read_partition(tmp_path / "p", empty[0])
     assert list(got["events"].columns) == list(tiny["events"].columns)
     assert validate(got).report["customers"].read == 0
+
+
+def test_batches_written_one_at_a_time_equal_one_write(tmp_path):
+    whole = raw()
+    writer = PartitionWriter(tmp_path / "batched", 3)
+    # The first batch's "note" is all None (untyped in Arrow); the second has text.
+    for rows in (slice(0, 6), slice(6, 12)):
+        customers = whole["customers"].iloc[rows]
+        events = whole["events"][whole["events"]["customer_id"].isin(customers["customer_id"])]
+        writer.add({"customers": customers, "events": events})
+    batched = writer.close()
+    once = write_partitioned(
+        {
+            "customers": whole["customers"],
+            "events": whole["events"][
+                whole["events"]["customer_id"].isin(whole["customers"]["customer_id"])
+            ],
+        },
+        tmp_path / "once",
+        3,
+    )
+    assert batched.rows == once.rows
+    for i in range(3):
+        a, b = read_partition(tmp_path / "batched", i), read_partition(tmp_path / "once", i)
+        for name in ("customers", "events"):
+            pd.testing.assert_frame_equal(
+                a[name].astype(str).reset_index(drop=True),
+                b[name].astype(str).reset_index(drop=True),
+            )
+    assert read_folder(tmp_path / "batched")["customers"]["note"].dropna().tolist() == ["only one"]
+    with pytest.raises(ValueError, match="closed"):
+        writer.add({"customers": whole["customers"]})
+
+
+def test_a_table_missing_from_the_first_batch_is_refused(tmp_path):
+    writer = PartitionWriter(tmp_path / "p", 2)
+    writer.add({"customers": raw()["customers"]})
+    with pytest.raises(ValueError, match="'events' was absent from the first batch"):
+        writer.add({"customers": raw()["customers"], "events": raw()["events"]})
 
 
 def test_refuses_a_folder_in_use_and_a_bad_count(tmp_path):

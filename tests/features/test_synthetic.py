@@ -17,6 +17,7 @@ from features.synthetic import (
     EVENT_TYPES,
     comment_bank,
     drift_start_day,
+    generate_partitioned,
     generate_world,
     write_world,
 )
@@ -265,3 +266,35 @@ def test_other_windows_and_bad_arguments():
 def test_module_never_reads_the_clock():
     source = inspect.getsource(synthetic)
     assert not re.search(r"\b(now|today|utcnow)\(|time\.time\(|perf_counter", source)
+
+
+def test_a_partitioned_world_is_written_in_chunks_with_distinct_ids(tmp_path):
+    from features.partitioned import read_partitioned
+
+    said = []
+    manifest = generate_partitioned(700, 4, tmp_path / "w", 3, chunk=300, progress=said.append)
+    assert [m.split(":")[0] for m in said] == ["chunk 1/3", "chunk 2/3", "chunk 3/3"]
+    whole = read_partitioned(tmp_path / "w")
+    ids = whole["customers"]["customer_id"].astype(str)
+    assert ids.is_unique and sorted(ids) == [f"C{i:07d}" for i in range(1, 701)]
+    for name in ("events", "feedback", "churn"):
+        assert set(whole[name]["customer_id"].astype(str)) <= set(ids)
+        assert sum(manifest.rows[name]) == len(whole[name])
+    # Each chunk is the world its own stream gives: the last one is customers 601-700.
+    last = generate_world(100, (4, 2), first_id=601, id_width=7)
+    got = whole["events"][whole["events"]["customer_id"].astype(str) >= "C0000601"]
+    key = ["customer_id", "ts", "event_type", "amount"]
+    expected = last["events"].sort_values(key)[key].reset_index(drop=True)
+    pd.testing.assert_frame_equal(
+        got.astype({"customer_id": str, "event_type": str})
+        .sort_values(key)[key]
+        .reset_index(drop=True),
+        expected,
+    )
+    # Same arguments, same bytes.
+    again = generate_partitioned(700, 4, tmp_path / "again", 3, chunk=300)
+    for name in manifest.tables:
+        for i in range(3):
+            assert manifest.path(name, i).read_bytes() == again.path(name, i).read_bytes()
+    with pytest.raises(ValueError, match="chunk"):
+        generate_partitioned(10, 4, tmp_path / "bad", 2, chunk=0)

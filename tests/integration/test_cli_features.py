@@ -112,3 +112,28 @@ def test_bad_input_exits_non_zero_with_a_clear_message(world, tmp_path):
     run = retain("validate", "--data", tmp_path / "missing", cwd=tmp_path)
     assert run.returncode == 2
     assert "does not exist" in run.stderr
+
+
+def test_generate_partitioned_then_features_on_a_local_cluster(tmp_path):
+    data = tmp_path / "parted"
+    run = retain(
+        "generate", "--out", data, "--customers", 700, "--seed", 2, "--partitions", 3,
+        "--chunk", 300, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "chunk 3/3: 700 of 700 customers" in run.stderr
+    assert (data / "manifest.json").is_file() and (data / "events" / "part-00002.parquet").is_file()
+
+    single, spread = tmp_path / "single.parquet", tmp_path / "cluster.parquet"
+    run = retain("features", "--data", data, "--as-of", "2025-06-01", "--out", single, cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    run = retain(
+        "features", "--data", data, "--as-of", "2025-06-01", "--out", spread,
+        "--cluster", "local:2", cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    pd.testing.assert_frame_equal(pd.read_parquet(spread), pd.read_parquet(single))
+    assert len(pd.read_parquet(single)) > 200
+
+    refused = retain("generate", "--out", tmp_path / "x", "--partitions", 2, "--loop", cwd=tmp_path)
+    assert refused.returncode == 2 and "cannot be combined with --partitions" in refused.stderr
