@@ -168,6 +168,17 @@ def partitions(data: str, progress: Progress, settings: Settings):
     return parts
 
 
+def _stdout_to_devnull() -> None:
+    """A local worker's stdout (the command's own, inherited) to /dev/null: no task of ours
+    prints, and LightGBM's socket threads print a few lines per distributed booster there,
+    past any logger. Worker logs go to stderr and stay."""
+    import os
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.close(devnull)
+
+
 @contextlib.contextmanager
 def cluster(address: str | None, progress: Progress):
     """A Dask client for `--cluster` (None without one): `local:N` starts N local worker
@@ -199,6 +210,7 @@ def cluster(address: str | None, progress: Progress):
             ) as local,
             Client(local) as client,
         ):
+            client.run(_stdout_to_devnull)
             yield client
         return
     progress(f"connecting to the Dask scheduler at {address}")

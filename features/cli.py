@@ -233,13 +233,14 @@ def features(
     settings = settings_from(config)
     cutoff = parse_cutoff(as_of)
     progress = Progress()
+    # A folder that is not partitioned is refused before a cluster is started for it.
+    parts = partitions(data, progress, settings) if address else None
     with cluster(address, progress) as client:
         if client is None:
             tables = read_tables(data, progress, settings).tables
             progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
             frame = build_features(tables, cutoff, settings)
         else:
-            parts = partitions(data, progress, settings)
             progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC per partition")
             frame, checked = build_features_on(client, parts, cutoff, settings, progress=progress)
             typer.echo(checked.summary(), err=True)

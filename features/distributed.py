@@ -83,18 +83,25 @@ def partitions_of(folder: str, inbox: dict[str, pd.DataFrame] | None = None) -> 
 
 def run_partitions(
     client: Any,
-    parts: Sequence[Partition],
+    parts: Sequence[Any],
     task: Callable[..., Any],
     *args: Any,
     what: str,
     progress: Callable[[str], None] = lambda _: None,
 ) -> list[Any]:
-    """`task(partition, *args)` on the cluster for every partition; results in partition order.
-    A failing partition stops the run with its number in the message."""
+    """`task(part, *args)` on the cluster for every partition (a `Partition`, or a future of
+    what a task made of one); results in partition order. A failing partition stops the run
+    with its number in the message."""
+    from uuid import uuid4
+
     from distributed import as_completed
 
-    futures = [client.submit(task, p, *args, pure=False, key=f"{what}-{p.number}") for p in parts]
-    number = {f.key: p.number for f, p in zip(futures, parts, strict=True)}
+    run = uuid4().hex[:8]  # a fresh key per run: a held key would hand back an older result
+    futures = [
+        client.submit(task, p, *args, pure=False, key=f"{what}-{i}-{run}")
+        for i, p in enumerate(parts)
+    ]
+    number = {f.key: i for i, f in enumerate(futures)}
     done = 0
     try:
         for future in as_completed(futures):

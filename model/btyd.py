@@ -205,7 +205,7 @@ def btyd_columns(
 
 def with_btyd(
     X: pd.DataFrame,
-    tables: Tables,
+    tables: Tables | None,
     as_of: str | pd.Timestamp,
     settings: Settings,
     params: BtydParams | None,
@@ -213,7 +213,8 @@ def with_btyd(
     summary: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """`X` (a feature frame at `as_of`) with the `BTYD_COLUMNS` of its customers under `params`,
-    from the history before `as_of` (`summary`: its `rfm_summary`, when the caller has it). A
+    from the history before `as_of` (`summary`: its `rfm_summary`, when the caller has it; then
+    `tables` is not read and may be None). A
     customer the RFM summary does not know (not in the population there) gets missing values."""
     if summary is None:
         summary = rfm_summary(tables, as_of, settings)

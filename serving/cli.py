@@ -93,12 +93,13 @@ def score(
         snapshot_dir = Path(data)
     progress = Progress()
     models = champions(registry(), progress)
+    # A folder that is not partitioned is refused before a cluster is started for it.
+    parts = partitions(data, progress, settings) if address else None
     with cluster(address, progress) as client:
         if client is None:
             tables = read_tables(data, progress, settings).tables
             scored = score_population(tables, cutoff, models, settings, progress=progress)
         else:
-            parts = partitions(data, progress, settings)
             scored, checked = score_partitions(
                 client, parts, cutoff, models, settings, progress=progress
             )

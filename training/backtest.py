@@ -33,6 +33,7 @@ from configs import Settings
 from features.contract import Tables, to_utc
 from model.registry import Registry
 from training.frames import build_training_data
+from training.history import History, as_history
 from training.metrics import churn_metrics, clv_metrics
 from training.pipeline import Trained, fit_and_evaluate
 from training.tracking import log_batch
@@ -155,7 +156,7 @@ def best_baselines(table: pd.DataFrame, task: str) -> dict[str, str]:
 
 
 def backtest(
-    tables: Tables,
+    history: Tables | History,
     settings: Settings,
     cutoffs: Sequence[str | pd.Timestamp],
     *,
@@ -166,7 +167,8 @@ def backtest(
     if not cutoffs:
         raise ValueError("give at least one backtest cutoff")
     stamps = sorted(to_utc(c).normalize() for c in cutoffs)
-    end = tables.data_end()
+    history = as_history(history)
+    end = history.data_end()
     h = pd.Timedelta(days=settings.horizon_days)
     late = [f"{c:%Y-%m-%d}" for c in stamps if end is None or c + h > end + pd.Timedelta(days=1)]
     if late:
@@ -178,8 +180,8 @@ def backtest(
     for i, c in enumerate(stamps, 1):
         name = f"{c:%Y-%m-%d}"
         progress(f"cutoff {name} ({i}/{len(stamps)}): training on what was known before it")
-        data = build_training_data(tables, settings, c + h)
-        trained = fit(data, tables, settings, progress=lambda m: progress(f"  {m}"))
+        data = build_training_data(history, settings, c + h)
+        trained = fit(data, history, settings, progress=lambda m: progress(f"  {m}"))
         p = trained.predictions
         preds.append(p)
         for task in TASKS:

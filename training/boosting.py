@@ -1,13 +1,25 @@
 """What fitting the churn and CLV boosters shares: the LightGBM defaults, training one booster
-with early stopping on a feature matrix, checking label columns, and the customer hash that
-splits validation customers in halves.
+with early stopping on a feature matrix (in this process, or with `lightgbm.dask` on a Dask
+cluster inside `on_dask`), checking label columns, and the customer hash that splits validation
+customers in halves.
 
 Boosters are fitted on `model.schema.feature_matrix` (categoricals as codes on the schema's
 levels, declared categorical to LightGBM), the same matrix every prediction uses.
+
+On a cluster every booster the training fits (search trials, churn, CLV candidates and their
+quantiles) is fitted data-parallel by `DaskLGBMClassifier` / `DaskLGBMRegressor`, the rows
+split over the workers. `lightgbm.dask` has no early stopping, so the booster is fitted for the
+full round budget with the early-stopping set as its evaluation set, and the rule
+`lightgbm.early_stopping` applies (stop after `early_stopping_rounds` without a better score
+on the first metric) is replayed on the recorded scores: the booster is cut at the same best
+iteration early stopping would have kept.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
 from typing import Any
 
 import lightgbm as lgb
@@ -43,6 +55,36 @@ def lgb_params(base: dict[str, Any], user: dict[str, Any] | None, seed: int) -> 
     return {**DEFAULT_PARAMS, "seed": seed, **base, **(user or {})}
 
 
+_CLIENT: contextvars.ContextVar[Any] = contextvars.ContextVar("retain_dask_client", default=None)
+
+
+@contextlib.contextmanager
+def on_dask(client: Any) -> Iterator[None]:
+    """Within this block `train_booster` fits with `lightgbm.dask` on `client`'s workers (a
+    None client changes nothing)."""
+    token = _CLIENT.set(client)
+    if client is not None:
+        _quiet_lightgbm()
+    try:
+        yield
+    finally:
+        _CLIENT.reset(token)
+
+
+def _quiet_lightgbm() -> None:
+    """LightGBM's messages in this process through a logger that drops its Info lines:
+    `lightgbm.dask` reports the ports it finds for every booster, and a training fits dozens.
+    (The workers' native socket chatter goes to their own stdout: see `edge.cluster`.)"""
+    import logging
+
+    logger = logging.getLogger("retain.lightgbm")
+    logger.setLevel(logging.WARNING)
+    if not logger.filters:
+        # lightgbm.dask warns on every fit that it replaces n_jobs by the worker's threads.
+        logger.addFilter(lambda record: "n_jobs will be ignored" not in record.getMessage())
+    lgb.register_logger(logger)
+
+
 def train_booster(
     params: dict[str, Any],
     schema: FeatureSchema,
@@ -54,6 +96,11 @@ def train_booster(
     early_stopping_rounds: int,
 ) -> lgb.Booster:
     """One booster on feature matrix `M`, early-stopped on `M_es`."""
+    client = _CLIENT.get()
+    if client is not None:
+        return _train_on_dask(
+            client, params, schema, M, y, M_es, y_es, num_boost_round, early_stopping_rounds
+        )
     train = lgb.Dataset(
         M,
         label=y,
@@ -74,6 +121,118 @@ def train_booster(
             lgb.log_evaluation(0),
         ],
     )
+
+
+def _chunks(client: Any, a: np.ndarray, held: list[Any]):
+    """`a` as a Dask array of row blocks, block i on worker i (in address order), so the same
+    rows always reach the same workers in the same order; the blocks' futures go to `held`,
+    which must outlive every fit on the array (a released future loses its block)."""
+    import dask
+    import dask.array as da
+
+    workers = sorted(client.scheduler_info()["workers"])
+    n = max(1, min(len(workers), len(a)))
+    bounds = np.linspace(0, len(a), n + 1).astype(int)
+    blocks = []
+    for i, (lo, hi) in enumerate(zip(bounds[:-1], bounds[1:], strict=True)):
+        # hash=False: content-hashed keys would make a later fit on the same rows share (and
+        # lose) blocks this one releases.
+        future = client.scatter(a[lo:hi], workers=[workers[i]], hash=False)
+        held.append(future)
+        blocks.append(da.from_delayed(dask.delayed(future), shape=a[lo:hi].shape, dtype=a.dtype))
+    return da.concatenate(blocks, axis=0)
+
+
+def best_iteration(scores: list[float], patience: int) -> int | None:
+    """The 1-based iteration `lightgbm.early_stopping(patience)` keeps for these per-round
+    losses (lower is better) once it would stop, or None while it would go on."""
+    best_at = 0
+    for i, score in enumerate(scores):
+        if score < scores[best_at]:
+            best_at = i
+        elif i - best_at >= patience:
+            return best_at + 1
+    return None
+
+
+def validation_loss(params: dict[str, Any], y: np.ndarray, raw: np.ndarray) -> float:
+    """The loss of the objective's own metric (LightGBM's definitions) for raw scores `raw`."""
+    objective = params.get("objective", "regression")
+    eps = 1e-15
+    if objective in ("binary", "cross_entropy", "xentropy"):
+        p = np.clip(1.0 / (1.0 + np.exp(-raw)), eps, 1 - eps)
+        return float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
+    if objective == "tweedie":
+        rho = float(params.get("tweedie_variance_power", 1.5))
+        a = y * np.exp((1 - rho) * raw) / (1 - rho)
+        b = np.exp((2 - rho) * raw) / (2 - rho)
+        return float(np.mean(-a + b))
+    if objective == "gamma":
+        ratio = y / (np.exp(raw) + 1e-9)
+        # LightGBM reports this one summed, not averaged; the same here, so the two agree.
+        return float(2 * np.sum(ratio - np.log(np.maximum(ratio, eps)) - 1))
+    if objective == "quantile":
+        alpha = float(params.get("alpha", 0.9))
+        d = y - raw
+        return float(np.mean(np.where(d >= 0, alpha * d, (alpha - 1) * d)))
+    if objective in ("regression", "l2", "mse"):
+        return float(np.mean((y - raw) ** 2))
+    raise ValueError(f"no early-stopping loss on a cluster for objective {objective!r}")
+
+
+def _train_on_dask(
+    client: Any,
+    params: dict[str, Any],
+    schema: FeatureSchema,
+    M: np.ndarray,
+    y: np.ndarray,
+    M_es: np.ndarray,
+    y_es: np.ndarray,
+    num_boost_round: int,
+    early_stopping_rounds: int,
+) -> lgb.Booster:
+    """Boost in blocks of `early_stopping_rounds` rounds on the cluster, each block continuing
+    the last (`init_model`), scoring every new tree on the whole early-stopping set here, until
+    the early-stopping rule says stop or the round budget is spent; the booster is then cut at
+    the best iteration. (Each worker would only score its own share of an `eval_set`.)"""
+    import lightgbm.dask as lgb_dask
+
+    binary = params.get("objective") in ("binary", "cross_entropy", "xentropy")
+    factory = lgb_dask.DaskLGBMClassifier if binary else lgb_dask.DaskLGBMRegressor
+    held: list[Any] = []
+    X = _chunks(client, M, held)
+    label = _chunks(client, np.asarray(y, dtype=np.float64), held)
+    y_es = np.asarray(y_es, dtype=np.float64)
+    fit_params = {k: v for k, v in params.items() if k not in ("num_threads", "metric")}
+    raw = np.zeros(len(M_es))
+    losses: list[float] = []
+    booster: lgb.Booster | None = None
+    best = None
+    while best is None and len(losses) < num_boost_round:
+        rounds = min(early_stopping_rounds, num_boost_round - len(losses))
+        estimator = factory(client=client, n_estimators=rounds, **fit_params)
+        estimator.fit(
+            X,
+            label,
+            feature_name=list(schema.columns),
+            categorical_feature=schema.categorical,
+            init_model=booster,
+        )
+        booster = estimator.booster_
+        grown = booster.current_iteration() - len(losses)
+        for it in range(len(losses), booster.current_iteration()):
+            raw += booster.predict(M_es, start_iteration=it, num_iteration=1, raw_score=True)
+            losses.append(validation_loss(params, y_es, raw))
+        best = best_iteration(losses, early_stopping_rounds)
+        if grown < rounds:
+            break  # LightGBM found no more splits worth making: boosting has ended
+    if best is None:
+        best = int(np.argmin(losses)) + 1 if losses else 0
+    for future in held:
+        future.release()
+    kept = lgb.Booster(model_str=booster.model_to_string(num_iteration=best))
+    kept.best_iteration = best
+    return kept
 
 
 def labels(y: Any, X: pd.DataFrame, name: str) -> pd.Series:

@@ -1,8 +1,10 @@
-"""`retain train | retrain | models | promote`: training runs (a retrain under a lock, for a
+"""`retain train | backtest | retrain | models | promote`: training runs and backtests (in
+this process, or on a Dask cluster with `--cluster`; a retrain runs under a lock, for a
 scheduler chained on `retain monitor`), the registry listing, manual promotion."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,11 +12,14 @@ from typing import Annotated
 import typer
 
 from edge import (
+    ClusterOption,
     ConfigOption,
     DataOption,
     Progress,
+    cluster,
     handle_errors,
     parse_cutoff,
+    partitions,
     read_tables,
     registry,
     settings_from,
@@ -62,6 +67,7 @@ def train(
     label: Annotated[
         str | None, typer.Option("--label", help="With --table: the churn label column.")
     ] = None,
+    address: ClusterOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Train the churn and CLV models, log the run to MLflow, register them and apply the gate."""
@@ -70,6 +76,8 @@ def train(
         settings = settings.model_copy(update={"horizon_days": horizon})
     progress = Progress()
     if table is not None:
+        if address:
+            raise typer.BadParameter("--cluster reads a partitioned --data folder, not --table")
         if data is not None or not id_column or not label:
             raise typer.BadParameter(
                 "--table needs --id and --label, and cannot be combined with --data"
@@ -87,23 +95,43 @@ def train(
             "give --data DIR (contract tables) or --table FILE --id COL --label COL"
         )
     reg = registry()
-    report = _train(data, settings, parse_cutoff(as_of) if as_of else None, reg, progress)
+    report = _train(data, settings, parse_cutoff(as_of) if as_of else None, reg, progress, address)
     _print_report(report, reg)
 
 
-def _train(data: str, settings, known_until, reg, progress):
+@contextlib.contextmanager
+def _history(data: str, settings, progress, address: str | None):
+    """What training reads: without `--cluster` the validated tables in this process; with it
+    the partitions, validated and kept on the cluster, whose workers also fit the boosters
+    (`lightgbm.dask`)."""
+    from training.boosting import on_dask
+    from training.history import ClusterHistory, History
+
+    # A folder that is not partitioned is refused before a cluster is started for it.
+    parts = partitions(data, progress, settings) if address else None
+    with cluster(address, progress) as client:
+        if client is None:
+            yield History(read_tables(data, progress, settings).tables)
+            return
+        history = ClusterHistory.load(client, parts, progress=progress)
+        typer.echo(history.checked.summary(), err=True)
+        with on_dask(client):
+            yield history
+
+
+def _train(data: str, settings, known_until, reg, progress, address: str | None = None):
     from training.run import train_and_register
 
-    tables = read_tables(data, progress, settings).tables
-    return train_and_register(
-        tables,
-        settings,
-        source=str(data),
-        config_text=_effective_config(settings),
-        registry=reg,
-        known_until=known_until,
-        progress=progress,
-    )
+    with _history(data, settings, progress, address) as history:
+        return train_and_register(
+            history,
+            settings,
+            source=str(data),
+            config_text=_effective_config(settings),
+            registry=reg,
+            known_until=known_until,
+            progress=progress,
+        )
 
 
 def _print_report(report, reg) -> None:
@@ -144,6 +172,7 @@ def backtest(
     n_boot: Annotated[
         int, typer.Option("--bootstrap", min=20, help="Bootstrap resamples for the intervals.")
     ] = 200,
+    address: ClusterOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Replay training and scoring at several cutoffs and compare the models with every baseline,
@@ -156,8 +185,8 @@ def backtest(
         settings = settings.model_copy(update={"horizon_days": horizon})
     stamps = [parse_cutoff(c.strip(), "--cutoffs") for c in cutoffs.split(",") if c.strip()]
     progress = Progress()
-    tables = read_tables(data, progress, settings).tables
-    run = run_backtest(tables, settings, stamps, n_boot=n_boot, progress=progress)
+    with _history(data, settings, progress, address) as history:
+        run = run_backtest(history, settings, stamps, n_boot=n_boot, progress=progress)
     written = write_report(run, out)
     reg = registry()
     run_id = log_backtest(

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from configs import Settings
-from features.build import build_features
 from features.contract import Tables, to_utc
-from features.labels import build_labels
+from training.history import History, as_history
 
 
 @dataclass(frozen=True)
@@ -59,10 +58,10 @@ class TrainingData:
         return out
 
 
-def default_known_until(tables: Tables) -> pd.Timestamp:
+def default_known_until(history: Tables | History) -> pd.Timestamp:
     """The day after the latest timestamp in the data: the data is taken as complete through
     its last day."""
-    end = tables.data_end()
+    end = history.data_end()
     if end is None:
         raise ValueError("the data holds no events, feedback or churn rows: nothing to train on")
     return end.normalize() + pd.Timedelta(days=1)
@@ -110,22 +109,23 @@ def fit_to_history(
 
 
 def build_training_data(
-    tables: Tables,
+    history: Tables | History,
     settings: Settings,
     known_until: str | pd.Timestamp | None = None,
     *,
     progress: Callable[[str], None] = lambda _: None,
 ) -> TrainingData:
     """Cut the data at `known_until`, plan the cutoffs and build every snapshot."""
-    known_until = default_known_until(tables) if known_until is None else to_utc(known_until)
-    tables = tables.cut(known_until)
+    history = as_history(history)
+    known_until = default_known_until(history) if known_until is None else to_utc(known_until)
+    history = history.cut(known_until)
     cutoffs = plan_cutoffs(
         known_until,
         settings.horizon_days,
         settings.training.cutoffs,
         settings.training.cutoff_spacing_days,
     )
-    first_signup = tables.customers["signup_date"].min()
+    first_signup = history.first_signup()
     planned = cutoffs if pd.isna(first_signup) else fit_to_history(cutoffs, settings, first_signup)
     if planned is None:
         raise ValueError(
@@ -148,13 +148,7 @@ def build_training_data(
 
     def labelled(cutoff: pd.Timestamp) -> LabelledFrame:
         progress(f"snapshot {cutoff:%Y-%m-%d}: features and labels")
-        X = build_features(tables, cutoff, settings)
-        y = build_labels(
-            tables,
-            cutoff,
-            settings.horizon_days,
-            activity_event_types=settings.activity_event_types,
-        )
+        X, y = history.labelled(cutoff, settings)
         if len(X) == 0:
             raise ValueError(
                 f"the population at {cutoff:%Y-%m-%d} is empty; check the data and the cutoffs"

@@ -65,10 +65,12 @@ def separating_features(
     return findings
 
 
-def future_dated_attributes(tables: Tables, cutoff: pd.Timestamp) -> list[Finding]:
-    """Datetime attributes of the customers table with values on or after the cutoff."""
+def late_attribute_counts(tables: Tables, cutoff: pd.Timestamp) -> dict[str, int]:
+    """Per datetime attribute of the customers table (signup aside), how many customers signed
+    up before `cutoff` have a value on or after it (attributes with any). Counts add up over
+    partitions of the customers (`training.history.ClusterHistory`)."""
     customers = tables.customers.loc[tables.customers["signup_date"] < cutoff]
-    findings = []
+    counts = {}
     for col in customers.columns:
         if col in ("customer_id", "signup_date") or not ptypes.is_datetime64_any_dtype(
             customers[col]
@@ -79,13 +81,23 @@ def future_dated_attributes(tables: Tables, cutoff: pd.Timestamp) -> list[Findin
             values = values.dt.tz_localize("UTC")
         late = int((values >= cutoff).sum())
         if late:
-            findings.append(
-                Finding(
-                    col,
-                    f"{late:,} customers have a value on or after the cutoff {cutoff:%Y-%m-%d}: known only after the outcome",
-                )
-            )
-    return findings
+            counts[col] = late
+    return counts
+
+
+def late_attribute_findings(counts: dict[str, int], cutoff: pd.Timestamp) -> list[Finding]:
+    return [
+        Finding(
+            col,
+            f"{late:,} customers have a value on or after the cutoff {cutoff:%Y-%m-%d}: known only after the outcome",
+        )
+        for col, late in counts.items()
+    ]
+
+
+def future_dated_attributes(tables: Tables, cutoff: pd.Timestamp) -> list[Finding]:
+    """Datetime attributes of the customers table with values on or after the cutoff."""
+    return late_attribute_findings(late_attribute_counts(tables, cutoff), cutoff)
 
 
 def check_leakage(findings: list[Finding], allowed: tuple[str, ...] = ()) -> list[Finding]:

@@ -17,7 +17,6 @@ import pandas as pd
 
 from configs import Settings
 from features.contract import Tables
-from features.rfm import rfm_summary
 from model.btyd import BtydParams, with_btyd
 from model.churn import ChurnModel
 from model.clv import ClvModel
@@ -28,7 +27,13 @@ from training.boosting import customer_hash
 from training.churn import ChurnTrainer
 from training.clv import ClvTrainer
 from training.frames import LabelledFrame, TrainingData
-from training.leakage import Finding, check_leakage, future_dated_attributes, separating_features
+from training.history import History, as_history
+from training.leakage import (
+    Finding,
+    check_leakage,
+    late_attribute_findings,
+    separating_features,
+)
 from training.metrics import by_segment, churn_metrics, clv_metrics
 from training.search import SearchResult, search_churn_params
 
@@ -88,13 +93,16 @@ def _split_fit_valid(data: TrainingData):
     return X_fit[fit_rows], y_fit[fit_rows], X_valid[valid_rows], y_valid[valid_rows], eval_X
 
 
-def guard_leakage(data: TrainingData, tables: Tables, settings: Settings) -> list[Finding]:
+def guard_leakage(
+    data: TrainingData, history: Tables | History, settings: Settings
+) -> list[Finding]:
     """Stop (LeakageError) on leaking features unless allowed; return the allowed findings."""
+    history = as_history(history)
     X = pd.concat(align_categories([s.X for s in data.train]))
     y = pd.concat([s.y for s in data.train])["churned"].to_numpy()
     findings = separating_features(X, y, settings.training.leakage_auc_threshold)
     for cutoff in data.cutoffs.training:
-        for f in future_dated_attributes(tables, cutoff):
+        for f in late_attribute_findings(history.late_attributes(cutoff), cutoff):
             if f.column not in {g.column for g in findings}:
                 findings.append(f)
     return check_leakage(findings, settings.training.allow_leaky_features)
@@ -104,14 +112,15 @@ def _segments(X: pd.DataFrame) -> pd.Series | None:
     return X["segment"] if "segment" in X.columns else None
 
 
-def add_btyd(data: TrainingData, tables: Tables, settings: Settings) -> TrainingData:
+def add_btyd(data: TrainingData, history: Tables | History, settings: Settings) -> TrainingData:
     """Every snapshot with the BTYD features, BG/NBD + Gamma-Gamma fitted at its own cutoff on
     the history before it (no labels), as scoring will at its cutoff."""
+    history = as_history(history)
 
     def add(s: LabelledFrame) -> LabelledFrame:
-        summary = rfm_summary(tables, s.cutoff, settings)
+        summary = history.rfm_summary(s.cutoff, settings)
         params = bl.fit_btyd(summary)
-        X = with_btyd(s.X, tables, s.cutoff, settings, params, summary=summary)
+        X = with_btyd(s.X, None, s.cutoff, settings, params, summary=summary)
         return LabelledFrame(cutoff=s.cutoff, X=X, y=s.y)
 
     return TrainingData(
@@ -159,7 +168,7 @@ class Models:
 
 def fit_models(
     data: TrainingData,
-    tables: Tables,
+    history: Tables | History,
     settings: Settings,
     *,
     search: bool = True,
@@ -209,7 +218,8 @@ def fit_models(
     if t.classic_models:
         churn, clv = _blend(churn, clv, X_fit, y_fit, X_valid, y_valid)
         if btyd is None:
-            btyd = bl.fit_btyd_params(tables, data.cutoffs.known_until, settings)
+            summary = as_history(history).rfm_summary(data.cutoffs.known_until, settings)
+            btyd = bl.fit_btyd(summary)
         churn, clv = replace(churn, btyd=btyd), replace(clv, btyd=btyd)
         stack = "+".join(churn.stack.components) if churn.stack else "none (the booster alone)"
         progress(f"blends: churn stack {stack}; clv weight on the model {clv.blend.weight:.2f}")
@@ -218,7 +228,7 @@ def fit_models(
 
 def refit_latest(
     trained: Trained,
-    tables: Tables,
+    history: Tables | History,
     settings: Settings,
     *,
     progress: Callable[[str], None] = lambda _: None,
@@ -233,7 +243,7 @@ def refit_latest(
     )
     models = fit_models(
         latest,
-        tables,
+        history,
         settings,
         search=False,
         btyd=trained.churn.btyd,
@@ -248,17 +258,18 @@ def refit_latest(
 
 def fit_and_evaluate(
     data: TrainingData,
-    tables: Tables,
+    history: Tables | History,
     settings: Settings,
     *,
     progress: Callable[[str], None] = lambda _: None,
 ) -> Trained:
     t = settings.training
+    history = as_history(history)
     if t.classic_models:
         progress("BG/NBD + Gamma-Gamma features at every cutoff")
-        data = add_btyd(data, tables, settings)
-    allowed = guard_leakage(data, tables, settings)
-    models = fit_models(data, tables, settings, progress=progress)
+        data = add_btyd(data, history, settings)
+    allowed = guard_leakage(data, history, settings)
+    models = fit_models(data, history, settings, progress=progress)
     churn, clv, search = models.churn, models.clv, models.search
     X_fit, y_fit, X_valid, y_valid, X_eval = (
         models.X_fit,
@@ -275,7 +286,7 @@ def fit_and_evaluate(
     recency = bl.RecencyChurnBaseline().fit(X_base, y_base["churned"])
     logistic = bl.LogisticChurnBaseline().fit(X_base, y_base["churned"])
     last_spend = bl.LastSpendClvBaseline(settings.horizon_days).fit(X_base, y_base["future_value"])
-    summary = rfm_summary(tables, data.evaluation.cutoff, settings)
+    summary = history.rfm_summary(data.evaluation.cutoff, settings)
     summary = summary.reindex(X_eval.index)
     bgnbd = bl.BgNbdGammaGammaBaseline().fit(summary)
 

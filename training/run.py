@@ -7,7 +7,6 @@ only talks to MLflow (batched logging) and arranges artifacts.
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import time
 import warnings
@@ -24,19 +23,9 @@ from model.reference import REFERENCE, write_reference
 from model.registry import CHALLENGER, FALLBACK_TAG, Registry
 from training.frames import TrainingData, build_training_data
 from training.gate import GateDecision, gate_decision, gate_metric
+from training.history import History, as_history
 from training.pipeline import Trained, fit_and_evaluate, refit_latest
 from training.tracking import RunReport, champion_metric, log_batch, log_model
-
-
-def content_digest(tables: Tables) -> str:
-    """A digest of the table contents (not their files), so lineage survives format changes."""
-    h = hashlib.sha256()
-    for name in ("customers", "events", "feedback", "churn"):
-        frame = getattr(tables, name)
-        h.update(name.encode())
-        if frame is not None:
-            h.update(pd.util.hash_pandas_object(frame, index=False).to_numpy().tobytes())
-    return h.hexdigest()
 
 
 def flat_metrics(trained: Trained) -> dict[str, float]:
@@ -133,7 +122,7 @@ def _figures(trained: Trained) -> dict[str, Any]:
 
 
 def train_and_register(
-    tables: Tables,
+    history: Tables | History,
     settings: Settings,
     *,
     source: str,
@@ -145,11 +134,12 @@ def train_and_register(
     import mlflow
 
     timings: dict[str, float] = {}
+    history = as_history(history)
     t0 = time.perf_counter()
-    data = build_training_data(tables, settings, known_until, progress=progress)
+    data = build_training_data(history, settings, known_until, progress=progress)
     timings["features_s"] = time.perf_counter() - t0
     t1 = time.perf_counter()
-    trained = fit_and_evaluate(data, tables, settings, progress=progress)
+    trained = fit_and_evaluate(data, history, settings, progress=progress)
     timings["fit_evaluate_s"] = time.perf_counter() - t1
     served = {"churn": trained.churn, "clv": trained.clv}
     if settings.training.refit_latest:
@@ -158,7 +148,7 @@ def train_and_register(
             "refit: the models again with the evaluation snapshot "
             f"{data.cutoffs.evaluation:%Y-%m-%d} as their newest training snapshot"
         )
-        churn, clv = refit_latest(trained, tables, settings, progress=progress)
+        churn, clv = refit_latest(trained, history, settings, progress=progress)
         served = {"churn": churn, "clv": clv}
         timings["refit_s"] = time.perf_counter() - t_refit
 
@@ -168,7 +158,7 @@ def train_and_register(
     run_name = f"train-{data.cutoffs.known_until:%Y-%m-%d}"
     lineage = {
         "source": source,
-        "content_digest": content_digest(tables.cut(data.cutoffs.known_until)),
+        "content_digest": history.cut(data.cutoffs.known_until).digest(),
         "cutoffs": data.cutoffs.as_dict(),
         "rows": data.rows(),
         "allowed_leaky_features": [f"{f.column}: {f.evidence}" for f in trained.allowed_leaks],

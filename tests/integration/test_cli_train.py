@@ -279,3 +279,40 @@ def test_mlflow_on_postgresql_tracks_registers_and_serves_the_champions(
         str(client.get_model_version_by_alias(n, "champion").version) for n in ("churn", "clv")
     } == {"1"}
     assert (tmp_path / "mlruns").is_dir()  # the artifacts, beside the working directory
+
+
+def test_train_and_backtest_on_a_local_cluster(world, tmp_path):
+    store = tmp_path / "mlruns"
+    parts = tmp_path / "parts"
+    done = retain(
+        "partition", "--data", world / "data", "--out", parts, "--partitions", 3,
+        cwd=tmp_path, store=store,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    fast = tmp_path / "fast.yaml"
+    fast.write_text("training:\n  search: {trials: 0}\n")
+
+    refused = retain(
+        "train", "--data", world / "data", "--cluster", "local:2", cwd=tmp_path, store=store
+    )
+    assert refused.returncode == 2 and "retain partition" in refused.stderr
+    assert "starting a local Dask cluster" not in refused.stderr  # refused before starting one
+
+    run = retain(
+        "train", "--data", parts, "--cluster", "local:2", "--config", fast,
+        cwd=tmp_path, store=store,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "starting a local Dask cluster of 2" in run.stderr
+    assert "validation: 3/3 partitions" in run.stderr
+    assert "churn v1: champion" in run.stdout and "clv v1: champion" in run.stdout
+    assert "Listening" not in run.stdout + run.stderr  # LightGBM's socket chatter is dropped
+
+    report = tmp_path / "report"
+    run = retain(
+        "backtest", "--data", parts, "--cluster", "local:2", "--config", fast,
+        "--cutoffs", "2025-07-01", "--horizon", 60, "--bootstrap", 20, "--out", report,
+        cwd=tmp_path, store=store,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert set(pd.read_csv(report / "backtest.csv")["cutoff"]) == {"2025-07-01", "pooled"}
