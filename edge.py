@@ -1,7 +1,8 @@
 """The command-line edge every `retain` command shares: the common options (`--data`,
-`--config`, `--as-of`), settings and cutoff parsing, progress lines on stderr, reading tables
-with the printed reconciliation, the registry connection, and expected errors turned into one
-clear message and exit code. Each package's `cli.py` parses with these, calls one use-case
+`--config`, `--as-of`, `--cluster`), settings and cutoff parsing, progress lines on stderr,
+reading tables with the printed reconciliation (or the partitions of a partitioned folder for a
+cluster run), the Dask client of `--cluster`, the registry connection, and expected errors
+turned into one clear message and exit code. Each package's `cli.py` parses with these, calls one use-case
 function of its package and prints; no CLI imports another.
 """
 

@@ -10,11 +10,13 @@ five per-customer aggregations over the same Parquet parts (event count, spend, 
 complaints, mean survey score).
 
     .venv/bin/python benchmarks/scale.py [--customers 1000000,5000000] [--workers 1,2]
-        [--partitions 16] [--limit-gib 20] [--sections features,score]
+        [--partitions 16] [--limit-gib 20] [--sections features,score,train]
 
 Worlds come from `retain generate --partitions` (cached in benchmarks/.cache/, ignored by
 git); the churn and CLV champions used by `score` are trained once on a 20,000-customer world
-of the same business. The largest world each path completes is the largest size given that
+of the same business; the `train` section trains on that world (partitioned) in one process
+and on the local clusters, and prints each headline metric's difference from one process. The
+largest world each path completes is the largest size given that
 finished under the limit: pass more sizes to search further.
 """
 
@@ -53,7 +55,7 @@ def retain(*args: object, cwd: Path, limit_gib: float) -> dict[str, object]:
     proc = subprocess.Popen(
         command(*args),
         cwd=cwd,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -90,7 +92,7 @@ def retain(*args: object, cwd: Path, limit_gib: float) -> dict[str, object]:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    _, stderr = proc.communicate()
+    stdout, stderr = proc.communicate()
     done.set()
     sampler.join()
     wall = time.perf_counter() - start
@@ -103,7 +105,7 @@ def retain(*args: object, cwd: Path, limit_gib: float) -> dict[str, object]:
         "peak_worker_gib": round(max(peaks.values(), default=0) / 2**30, 2),
         "peak_tree_gib": round(tree_peak[0] / 2**30, 2),
         "completed": not over.is_set(),
-        "log_tail": stderr.strip().splitlines()[-1] if stderr.strip() else "",
+        "stdout": stdout,
     }
 
 
@@ -172,6 +174,55 @@ def duckdb_reference(folder: Path) -> float:
     return time.perf_counter() - start
 
 
+def headline(stdout: str) -> dict[str, float]:
+    """The metrics `retain train` prints (`  churn.roc_auc   0.7234`)."""
+    out = {}
+    for line in stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and "." in parts[0] and parts[0].split(".")[0] in ("churn", "clv"):
+            out[parts[0]] = float(parts[1])
+    return out
+
+
+def train_section(seed: int, workers: list[int], limit_gib: float) -> list[dict[str, object]]:
+    """`retain train` on the 20,000-customer world in one process and on local clusters (default
+    config, search included): time, memory, and each headline metric against one process."""
+    folder, rows = ensure_world(20000, seed, 4)
+    print(f"\ntraining: 20,000 customers, {rows['events']:,} events, 4 partitions (default config)")
+    results, base = [], None
+    for address in [None, *[f"local:{n}" for n in workers]]:
+        work = CACHE / f"scale_train_{address or 'single'}".replace(":", "_")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        cmd: list[object] = ["train", "--data", folder, "--as-of", AS_OF]
+        if address:
+            cmd += ["--cluster", address]
+        run = retain(*cmd, cwd=work, limit_gib=limit_gib)
+        metrics = headline(run.pop("stdout"))
+        base = base or metrics
+        diff = {k: round(v - base[k], 4) for k, v in metrics.items()}
+        shutil.rmtree(work, ignore_errors=True)
+        path = address or "one process"
+        results.append(
+            {
+                "section": "train",
+                "customers": 20000,
+                "events": rows["events"],
+                "path": path,
+                **run,
+                "metrics": metrics,
+                "vs_one_process": diff,
+            }
+        )
+        print(
+            f"  train    {path:<11} {run['wall_s']:7.1f} s  command {run['peak_command_gib']:5.2f} GiB"
+            f"  largest worker {run['peak_worker_gib']:5.2f} GiB  "
+            + "  ".join(f"{k} {v:.4f} ({diff[k]:+.4f})" for k, v in metrics.items()),
+            flush=True,
+        )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -190,6 +241,7 @@ def main() -> None:
 
     print(f"machine: {machine()}; load {os.getloadavg()[0]:.1f}; limit {args.limit_gib} GiB")
     models = ensure_models(args.seed) if "score" in sections else None
+    sizes = sizes if set(sections) - {"train"} else []
     results: list[dict[str, object]] = []
     for customers in sizes:
         folder, rows = ensure_world(customers, args.seed, args.partitions)
@@ -200,13 +252,14 @@ def main() -> None:
             f"DuckDB 5 aggregations {duck:.2f} s"
         )
         with_cluster = [None, *[f"local:{n}" for n in workers]]
-        for section in sections:
+        for section in [s for s in sections if s != "train"]:
             for address in with_cluster:
                 out = CACHE / f"scale_out_{section}.parquet"
                 cmd: list[object] = [section, "--data", folder, "--as-of", AS_OF, "--out", out]
                 if address:
                     cmd += ["--cluster", address]
                 run = retain(*cmd, cwd=models or CACHE, limit_gib=args.limit_gib)
+                run.pop("stdout")
                 out.unlink(missing_ok=True)
                 row = {
                     "section": section,
@@ -224,8 +277,10 @@ def main() -> None:
                     f"  largest worker {run['peak_worker_gib']:5.2f} GiB  tree {run['peak_tree_gib']:5.2f} GiB{state}",
                     flush=True,
                 )
+    if "train" in sections:
+        results += train_section(args.seed, workers, args.limit_gib)
     print("\nlargest world completed within the limit:")
-    for section in sections:
+    for section in [s for s in sections if s != "train"]:
         for path in ["one process", *[f"local:{n}" for n in workers]]:
             done = [
                 r["events"]
