@@ -54,3 +54,26 @@ def ensure_world(customers: int, seed: int) -> Path:
     sizes = {k: len(v) for k, v in world.items()}
     print(f"generated world in {time.perf_counter() - start:.1f} s: {sizes}", flush=True)
     return folder
+
+
+def duckdb_reference(events: str | Path, feedback: str | Path, as_of: str) -> float:
+    """Seconds DuckDB takes for five per-customer aggregations (event count, spend, latest
+    event, complaints, mean survey score) before `as_of` over Parquet `events` and `feedback`
+    (a file or a glob), warm: the scale reference the feature benchmarks divide by."""
+    import duckdb
+
+    con = duckdb.connect()
+    cutoff = f"TIMESTAMPTZ '{as_of} 00:00:00+00'"
+    query = f"""
+        WITH e AS (
+            SELECT customer_id, count(*) AS n_events, sum(amount) AS spend, max(ts) AS last_ts,
+                   count(*) FILTER (WHERE event_type = 'complaint') AS complaints
+            FROM read_parquet('{events}') WHERE CAST(ts AS TIMESTAMPTZ) < {cutoff} GROUP BY customer_id),
+        f AS (SELECT customer_id, avg(score) AS mean_score FROM read_parquet('{feedback}')
+              WHERE CAST(ts AS TIMESTAMPTZ) < {cutoff} GROUP BY customer_id)
+        SELECT count(*) FROM e FULL OUTER JOIN f USING (customer_id)
+    """
+    con.execute(query).fetchall()  # warm the file cache and the planner
+    start = time.perf_counter()
+    con.execute(query).fetchall()
+    return time.perf_counter() - start

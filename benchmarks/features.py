@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import ensure_world, machine, peak_rss_gib  # noqa: E402
+from common import duckdb_reference, ensure_world, machine, peak_rss_gib  # noqa: E402
 
 
 def child(folder: Path, as_of: str) -> None:
@@ -60,27 +60,6 @@ def child(folder: Path, as_of: str) -> None:
     print("RESULT " + json.dumps(out), flush=True)
 
 
-def duckdb_reference(folder: Path, as_of: str) -> float:
-    import duckdb
-
-    con = duckdb.connect()
-    ev, fb = folder / "events.parquet", folder / "feedback.parquet"
-    cutoff = f"TIMESTAMPTZ '{as_of} 00:00:00+00'"
-    query = f"""
-        WITH e AS (
-            SELECT customer_id, count(*) AS n_events, sum(amount) AS spend, max(ts) AS last_ts,
-                   count(*) FILTER (WHERE event_type = 'complaint') AS complaints
-            FROM read_parquet('{ev}') WHERE CAST(ts AS TIMESTAMPTZ) < {cutoff} GROUP BY customer_id),
-        f AS (SELECT customer_id, avg(score) AS mean_score FROM read_parquet('{fb}')
-              WHERE CAST(ts AS TIMESTAMPTZ) < {cutoff} GROUP BY customer_id)
-        SELECT count(*) FROM e FULL OUTER JOIN f USING (customer_id)
-    """
-    con.execute(query).fetchall()  # warm the file cache and the planner
-    start = time.perf_counter()
-    con.execute(query).fetchall()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -107,7 +86,7 @@ def main() -> None:
     result = json.loads(
         next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:]
     )
-    duck = duckdb_reference(folder, args.as_of)
+    duck = duckdb_reference(folder / "events.parquet", folder / "feedback.parquet", args.as_of)
     total = result["read_s"] + result["validate_s"] + result["build_s"]
     print(
         f"sizes: {result['customers']:,} customers, {result['events']:,} events, {result['feedback']:,} responses; "

@@ -35,7 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from common import ROOT, machine  # noqa: E402
+from common import ROOT, duckdb_reference, machine  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache"
 RETAIN = str(Path(sys.executable).parent / "retain")
@@ -153,27 +153,6 @@ def ensure_models(seed: int) -> Path:
     return work
 
 
-def duckdb_reference(folder: Path) -> float:
-    import duckdb
-
-    con = duckdb.connect()
-    ev, fb = folder / "events" / "*.parquet", folder / "feedback" / "*.parquet"
-    cutoff = f"TIMESTAMPTZ '{AS_OF} 00:00:00+00'"
-    query = f"""
-        WITH e AS (
-            SELECT customer_id, count(*) AS n_events, sum(amount) AS spend, max(ts) AS last_ts,
-                   count(*) FILTER (WHERE event_type = 'complaint') AS complaints
-            FROM read_parquet('{ev}') WHERE CAST(ts AS TIMESTAMPTZ) < {cutoff} GROUP BY customer_id),
-        f AS (SELECT customer_id, avg(score) AS mean_score FROM read_parquet('{fb}')
-              WHERE CAST(ts AS TIMESTAMPTZ) < {cutoff} GROUP BY customer_id)
-        SELECT count(*) FROM e FULL OUTER JOIN f USING (customer_id)
-    """
-    con.execute(query).fetchall()  # warm the file cache and the planner
-    start = time.perf_counter()
-    con.execute(query).fetchall()
-    return time.perf_counter() - start
-
-
 def headline(stdout: str) -> dict[str, float]:
     """The metrics `retain train` prints (`  churn.roc_auc   0.7234`)."""
     out = {}
@@ -245,7 +224,9 @@ def main() -> None:
     results: list[dict[str, object]] = []
     for customers in sizes:
         folder, rows = ensure_world(customers, args.seed, args.partitions)
-        duck = duckdb_reference(folder)
+        duck = duckdb_reference(
+            folder / "events" / "*.parquet", folder / "feedback" / "*.parquet", AS_OF
+        )
         print(
             f"\nworld: {customers:,} customers, {rows['events']:,} events, "
             f"{rows.get('feedback', 0):,} responses, {args.partitions} partitions; "

@@ -8,8 +8,9 @@ partition with the same functions one process uses and gathers the pieces in par
 (`features.distributed`); the gathered frames equal the single-process ones on the same folder.
 
 On a cluster the validated partitions stay in the workers' memory for the history's lifetime
-(one read and validation per run, however many cutoffs a training or a backtest asks about);
-only the per-customer answers travel to the client.
+(one read and validation per run, however many cutoffs a training or a backtest asks about),
+and so does a history cut at a date (`cut`) while it is in use; only the per-customer answers
+travel to the client.
 """
 
 from __future__ import annotations
@@ -110,10 +111,6 @@ def _cut(tables: Tables, known_until: pd.Timestamp) -> Tables:
     return tables.cut(known_until)
 
 
-def _partition_digest(tables: Tables) -> str:
-    return content_digest(tables)
-
-
 class ClusterHistory(History):
     """The partitions of a partitioned folder, validated once on a Dask cluster and kept in the
     workers' memory; every question runs per partition there and is gathered in order.
@@ -195,6 +192,6 @@ class ClusterHistory(History):
         """A digest of the partitions' digests in order: the folder's content, partitioned (the
         same rows partitioned otherwise, or not at all, give another digest)."""
         h = hashlib.sha256(b"partitioned")
-        for d in self._map(_partition_digest, what="digest"):
+        for d in self._map(content_digest, what="digest"):
             h.update(d.encode())
         return h.hexdigest()

@@ -23,14 +23,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with (
-        LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster,
-        Client(cluster) as connected,
-    ):
-        yield connected
+def client(dask_client):
+    return dask_client
 
 
 def histories(client, world, folder, partitions):
