@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import MetaData, create_engine, event, inspect
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 
 from store.tables import define
 
@@ -34,6 +34,23 @@ class StoreError(RuntimeError):
 
 class NoStoreError(StoreError):
     """There is no store yet where one was only to be read."""
+
+
+# SQLSTATEs of a transaction the server rolled back because a concurrent one got in its way:
+# deadlock detected, serialization failure.
+_RACE_STATES = frozenset({"40P01", "40001"})
+
+
+def lost_race(exc: BaseException) -> bool:
+    """Whether `exc` says a concurrent transaction won: a unique key already taken, or PostgreSQL
+    rolling this transaction back for a deadlock or a serialization failure with another. The
+    transaction left nothing behind, so the work it held is simply still to do."""
+    if isinstance(exc, IntegrityError):
+        return True
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        return getattr(orig, "sqlstate", None) in _RACE_STATES
+    return False
 
 
 def redact(url: str) -> str:

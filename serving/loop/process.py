@@ -24,7 +24,7 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import and_, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError
 
 from configs import Settings
 from features.inbox import read_inbox
@@ -35,7 +35,7 @@ from serving.core.scoring import score_frame
 from serving.loop.cases import CASE_SCORES, RECOVERY, Opening, open_or_add
 from serving.loop.history import History
 from serving.loop.moments import negative_moments
-from store import Store, naive_utc, plain
+from store import Store, lost_race, naive_utc, plain
 
 # Just after the row: `as_of` is exclusive, and the row that triggered the rescoring must count.
 AFTER_ROW = pd.Timedelta(1, "us")
@@ -212,10 +212,13 @@ def process_pending(
                 ).rowcount
                 if marked != len(frame):
                     raise _Taken
-    except (IntegrityError, _Taken):
-        # Another process handled some of these rows first (the moments' row ids are unique,
-        # and the rows it marked are no longer pending): nothing of this attempt was committed;
-        # the rows are handled once, as that process decided.
+    except (DBAPIError, _Taken) as exc:
+        # Another process handled some of these rows first (the moments' row ids and the open
+        # cases' keys are unique, and the rows it marked are no longer pending), or PostgreSQL
+        # broke a deadlock between the two by rolling this one back: nothing of this attempt was
+        # committed; the rows are handled once, as that process decided or by the next step.
+        if isinstance(exc, DBAPIError) and not lost_race(exc):
+            raise
         return Handled(taken=True, pending_ids=handled.pending_ids)
     handled.rows = sum(len(f) for f in rows.values())
     handled.row_ids = {str(r) for f in rows.values() for r in f["row_id"]}
