@@ -152,7 +152,10 @@ def test_leakage_guard_stops_on_a_planted_post_outcome_column(world, tmp_path):
     assert "label leakage" in run.stderr and "cancelled_at:" in run.stderr, run.stderr
 
     allow = tmp_path / "allow.yaml"
-    allow.write_text("training:\n  allow_leaky_features: [cancelled_at]\n  num_boost_round: 30\n")
+    allow.write_text(
+        "training:\n  allow_leaky_features: [cancelled_at]\n  num_boost_round: 30\n"
+        "  search: {trials: 0}\n"
+    )
     run = retain(
         "train", "--data", data, "--config", allow, cwd=tmp_path, store=tmp_path / "mlruns"
     )
@@ -161,10 +164,15 @@ def test_leakage_guard_stops_on_a_planted_post_outcome_column(world, tmp_path):
 
 def test_backtest_writes_the_report_and_one_parent_run_with_a_child_per_cutoff(world, tmp_path):
     store = tmp_path / "mlruns"
+    # The report and the runs are under test, not the search (the gate test runs the defaults).
+    unsearched = tmp_path / "unsearched.yaml"
+    unsearched.write_text("training:\n  search: {trials: 0}\n")
     run = retain(
         "backtest",
         "--data",
         world / "data",
+        "--config",
+        unsearched,
         "--cutoffs",
         "2025-06-01, 2025-07-01",
         "--horizon",
@@ -236,7 +244,11 @@ def test_a_first_model_that_loses_to_a_baseline_serves_as_a_labelled_fallback(wo
     assert len(pd.read_csv(tmp_path / "at_risk.csv")) > 0
 
     # The first model that beats the baselines replaces the fallback, whatever its own numbers.
-    second = retain("train", "--data", world / "data", cwd=tmp_path, store=store)
+    unsearched = tmp_path / "unsearched.yaml"
+    unsearched.write_text("training:\n  search: {trials: 0}\n")
+    second = retain(
+        "train", "--data", world / "data", "--config", unsearched, cwd=tmp_path, store=store
+    )
     assert second.returncode == 0, second.stderr
     v2 = client.get_model_version_by_alias("churn", "champion")
     assert str(v2.version) == "2" and v2.tags["fallback"] == "false", second.stderr
@@ -289,8 +301,13 @@ def test_train_and_backtest_on_a_local_cluster(world, tmp_path):
         cwd=tmp_path, store=store,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
+    # The plumbing is under test here (the models' equality with one process is in
+    # tests/training/test_distributed_training.py), so the training is kept short.
     fast = tmp_path / "fast.yaml"
-    fast.write_text("training:\n  search: {trials: 0}\n")
+    fast.write_text(
+        "training:\n  search: {trials: 0}\n  cutoffs: 2\n  num_boost_round: 300\n"
+        "  refit_latest: false\n"
+    )
 
     refused = retain(
         "train", "--data", world / "data", "--cluster", "local:2", cwd=tmp_path, store=store

@@ -30,7 +30,7 @@ def test_a_taken_unique_key_is_a_lost_race_and_other_errors_are_not(tmp_path):
 
 
 def test_a_deadlock_on_postgresql_is_a_lost_race(postgres_url):
-    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://", 1))
+    engine = sa.create_engine(postgres_url)
     with engine.begin() as conn:
         conn.execute(sa.text("CREATE TABLE t (k TEXT PRIMARY KEY, n INT)"))
         conn.execute(sa.text("INSERT INTO t VALUES ('a', 0), ('b', 0)"))
