@@ -240,6 +240,7 @@ def features(
             tables = read_tables(data, progress, settings).tables
             progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC")
             frame = build_features(tables, cutoff, settings)
+            del tables  # the history is not needed to write the features, and it is large
         else:
             progress(f"building features as of {cutoff:%Y-%m-%d %H:%M} UTC per partition")
             frame, checked = build_features_on(client, parts, cutoff, settings, progress=progress)

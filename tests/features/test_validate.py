@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from features.contract import ContractError
+from features.synthetic import generate_world
 from features.validate import validate
 
 
@@ -167,6 +168,27 @@ def test_input_frames_are_not_mutated():
     validate(raw)
     for k in raw:
         pd.testing.assert_frame_equal(raw[k], before[k])
+
+
+def test_clean_tables_kept_without_a_copy_do_not_share_edits_with_the_input():
+    # Without a bad row (and with a RangeIndex) validation keeps its clean frame as it is;
+    # changing the validated tables must still leave the caller's frames alone.
+    raw = {k: v for k, v in generate_world(60, seed=3).items() if v is not None}
+    before = {k: v.copy() for k, v in raw.items()}
+    result = validate(raw)
+    assert all(len(q) == 0 for q in result.quarantine.values())
+    events = result.tables.events
+    events.loc[events.index[:5], "amount"] = -1.0
+    events["ts"] = events["ts"] + pd.Timedelta(days=1)
+    result.tables.customers.loc[0, "segment"] = "changed"
+    for k in raw:
+        pd.testing.assert_frame_equal(raw[k], before[k])
+    # A frame with another index validates to the same tables.
+    shuffled = {k: v.set_axis(np.arange(len(v))[::-1] * 3) for k, v in before.items()}
+    again = validate(shuffled).tables
+    expected = validate(before).tables
+    for name in ("customers", "events", "feedback", "churn"):
+        pd.testing.assert_frame_equal(getattr(again, name), getattr(expected, name))
 
 
 def test_ids_from_floats_and_timezones_are_normalised():
