@@ -4,7 +4,9 @@
 `--as-of`) with the champion's reference (the evaluation snapshot logged with its training run),
 measures matured performance on past snapshots, CX KPIs and the outreach effect, writes the
 reports into `--out`, logs them to the MLflow experiment `monitoring.experiment`, and exits 3
-when a retrain is due (0 otherwise), so a scheduler can chain `retain retrain` on it.
+when a retrain is due (0 otherwise), so a scheduler can chain `retain retrain` on it. With
+`--cluster` the population is scored per partition on Dask (when no list is stored for the
+date); the rest reads the history in this process.
 
 The work is `monitoring.monitor.monitor`; `retain retrain` (training's CLI) is what a scheduler
 chains on exit status 3.
@@ -18,11 +20,14 @@ from typing import Annotated
 import typer
 
 from edge import (
+    ClusterOption,
     ConfigOption,
     Progress,
     champions,
+    cluster,
     handle_errors,
     parse_cutoff,
+    partitions,
     read_tables,
     registry,
     settings_from,
@@ -51,10 +56,13 @@ def monitor(
         str, typer.Option("--as-of", help="Monitor as of this date (UTC), e.g. 2026-01-01.")
     ],
     out: Annotated[Path, typer.Option("--out", help="Folder for the reports.", show_default=False)],
+    address: ClusterOption = None,
     config: ConfigOption = None,
 ) -> None:
     """Drift, matured performance, CX KPIs and the outreach effect against the champion; exit
-    status 3 when a retrain is due, 0 otherwise."""
+    status 3 when a retrain is due, 0 otherwise. With --cluster, the population is scored per
+    partition on Dask when no list is stored for --as-of; matured labels and KPIs read the
+    history here."""
     from features.sources import is_sql_url
     from monitoring.monitor import monitor as run_monitor
     from serving.score_store import ScoreStore
@@ -69,18 +77,33 @@ def monitor(
         )
     progress = Progress()
     reg = registry()
-    result = run_monitor(
-        ScoreStore(data),
-        lambda: read_tables(data, progress, settings).tables,
-        cutoff,
-        out,
-        settings,
-        registry=reg,
-        champions=champions(reg, progress),
-        source=str(data),
-        store_url=store_url(settings, data),
-        progress=progress,
-    )
+    models = champions(reg, progress)
+    # A folder that is not partitioned is refused before a cluster is started for it.
+    parts = partitions(data, progress, settings) if address else None
+    with cluster(address, progress) as client:
+
+        def on_cluster():
+            from serving.core.ranking import score_partitions
+
+            scored, checked = score_partitions(
+                client, parts, cutoff, models, settings, progress=progress
+            )
+            typer.echo(checked.summary(), err=True)
+            return scored
+
+        result = run_monitor(
+            ScoreStore(data),
+            lambda: read_tables(data, progress, settings).tables,
+            cutoff,
+            out,
+            settings,
+            registry=reg,
+            champions=models,
+            source=str(data),
+            store_url=store_url(settings, data),
+            progress=progress,
+            score_now=on_cluster if client is not None else None,
+        )
     summary = result.summary
 
     typer.echo(f"reports:  {out.resolve()}")

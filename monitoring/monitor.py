@@ -36,7 +36,7 @@ from monitoring.outcomes import matured_labels
 from monitoring.performance import OK, PerformanceResult, matured_performance
 from monitoring.report import build_summary, finite_or_none, render_report, save_report
 from serving.core.champions import Champions
-from serving.core.ranking import score_population
+from serving.core.ranking import ScoredList, score_population
 from serving.outreach.outbox import read_outbox
 from serving.outreach.policy import NoOutboxError
 from serving.score_store import ScoreStore
@@ -99,10 +99,13 @@ def closed_loop(
     }
 
 
-def current_scores(store: ScoreStore, cutoff, read_tables, settings, champions, progress):
+def current_scores(
+    store: ScoreStore, cutoff, read_tables, settings, champions, progress, score_now=None
+):
     """(scores, features, tables) of the scored list for `cutoff`: the latest stored one when it
-    is for `cutoff` (tables None: not read yet), else the population scored now from
-    `read_tables()` and stored as the new latest list."""
+    is for `cutoff` (tables None: not read yet), else the population scored now and stored as
+    the new latest list: by `score_now()` when given (on a cluster; tables None), else from
+    `read_tables()` in this process."""
     try:
         latest = store.latest()
     except FileNotFoundError:
@@ -111,8 +114,11 @@ def current_scores(store: ScoreStore, cutoff, read_tables, settings, champions, 
         progress(f"current scores: the stored list of {latest.as_of:%Y-%m-%d}")
         return latest.ranked, latest.features, None
     progress(f"no stored scores for {cutoff:%Y-%m-%d}: scoring the population now")
-    tables = read_tables()
-    scored = score_population(tables, cutoff, champions, settings, progress=progress)
+    if score_now is not None:
+        tables, scored = None, score_now()
+    else:
+        tables = read_tables()
+        scored = score_population(tables, cutoff, champions, settings, progress=progress)
     progress(f"scored list -> {store.save(scored)}")
     return scored.ranked, scored.features, tables
 
@@ -212,9 +218,11 @@ def monitor(
     source: str,
     store_url: str | None = None,
     progress: Callable[[str], None] = lambda _: None,
+    score_now: Callable[[], ScoredList] | None = None,
 ) -> MonitoringResult:
     """One monitoring run (see the module docstring); `read_tables` is called at most once, and
-    only when the tables are needed."""
+    only when the tables are needed; `score_now`, when given, scores the population at `cutoff`
+    if no list is stored for it (`retain monitor --cluster` scores per partition on Dask)."""
     import mlflow
 
     m = settings.monitoring
@@ -229,7 +237,7 @@ def monitor(
     )
     progress(f"reference: {len(ref_features):,} rows from run {ref_run}")
     scores, features, tables = current_scores(
-        store, cutoff, read_tables, settings, champions, progress
+        store, cutoff, read_tables, settings, champions, progress, score_now
     )
 
     progress(f"drift of {len(features):,} current rows against the reference")

@@ -127,8 +127,9 @@ def test_bad_output_name_and_sql_source_without_snapshot_dir_are_refused(world):
 
 
 def test_score_on_a_local_cluster_equals_one_process(world):
-    """`retain partition` then `retain score --cluster local:2` on the partitioned folder gives
-    the same ranked list and the same scored features as one process reading that folder."""
+    """`retain partition` then `retain score --cluster local:2` (and `retain monitor --cluster`)
+    on the partitioned folder gives the same ranked list and the same scored features as one
+    process reading that folder."""
     tmp, retain, _ = world
     parted = tmp / "parted"
     done = retain("partition", "--data", tmp / "data", "--out", parted, "--partitions", 3)
@@ -156,6 +157,19 @@ def test_score_on_a_local_cluster_equals_one_process(world):
     pd.testing.assert_frame_equal(got["cluster"][0], got["single"][0])
     pd.testing.assert_frame_equal(got["cluster"][1].features, got["single"][1].features)
     assert len(got["cluster"][0]) > 500
+
+    # `retain monitor --cluster` with no list stored for the date scores it on the cluster: the
+    # same list and features as one process, stored in the folder; the reports follow.
+    monitored = retain(
+        "monitor", "--data", parted, "--as-of", AS_OF, "--out", tmp / "monitoring",
+        "--config", tmp / "small.yaml", "--cluster", "local:2",
+    )  # fmt: skip
+    assert monitored.exit_code in (0, 3), monitored.output
+    assert "scoring: 3/3 partitions" in monitored.output
+    stored = ScoreStore(parted).latest()
+    pd.testing.assert_frame_equal(stored.ranked, got["single"][1].ranked)
+    pd.testing.assert_frame_equal(stored.features, got["single"][1].features)
+    assert (tmp / "monitoring" / "summary.json").is_file()
 
     refused = retain(
         "score",
