@@ -46,8 +46,10 @@ import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+# The project root ahead of this folder: benchmarks/features.py, training.py and monitoring.py
+# share their names with the project's packages (Dask's worker processes inherit this path).
 sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
 
 from common import machine_info  # noqa: E402
 

@@ -3,6 +3,7 @@ the gate, the `retain train --table` command, and the quality benchmark's code p
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import mlflow
@@ -279,7 +280,13 @@ def test_cli_reports_a_bad_label_without_a_traceback(tmp_path):
 def quality_benchmark():
     spec = importlib.util.spec_from_file_location("quality", REPO / "benchmarks" / "quality.py")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # The script puts its folder on sys.path; a later test's Dask workers (spawned with this
+    # process's path) found benchmarks/features.py there instead of the package and hung.
+    path = list(sys.path)
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path[:] = path
     return module
 
 
