@@ -79,11 +79,6 @@ def duckdb_reference(events: str | Path, feedback: str | Path, as_of: str) -> fl
     return time.perf_counter() - start
 
 
-CHANNELS = ("web", "app", "store", "phone", "chat", "email", "sms", "social", "other")
-JOURNEY_TYPES = ("visit", "support_contact", "complaint", "delivery_issue", "payment_failed")
-SURVEYS = ("nps", "csat", "ces")
-
-
 def duckdb_feature_sql(
     folder: str | Path, as_of: str, out: str | Path, windows=(7, 30, 90, 365)
 ) -> str:
@@ -91,8 +86,13 @@ def duckdb_feature_sql(
     (the value, journey, feedback and timing families: counts and sums per window, per channel
     and per event type, days since each kind of event, active days, distinct channels, trends,
     unresolved complaints, per-survey last/mean/count/negatives, purchase-day gaps), over the
-    population at `as_of` (signed up before it, not churned before it), written to Parquet `out`. Left out: VADER sentiment and
-    categorical encodings, which SQL has no counterpart for; so the reference is a little light."""
+    population at `as_of` (signed up before it, not churned before it), written to Parquet
+    `out`. Channels, event types and surveys are the contract's and the journey family's. Left
+    out: VADER sentiment and categorical encodings, which SQL has no counterpart for; so the
+    reference is a little light."""
+    from features.contract import CHANNELS, SURVEYS
+    from features.families.journey import OWNED_TYPES as JOURNEY_TYPES
+
     folder = Path(folder)
     cutoff = f"TIMESTAMPTZ '{as_of} 00:00:00+00'"
     # The contract's population: signed up before the cutoff and not churned before it.

@@ -80,30 +80,31 @@ def monitor(
     models = champions(reg, progress)
     # A folder that is not partitioned is refused before a cluster is started for it.
     parts = partitions(data, progress, settings) if address else None
-    with cluster(address, progress) as client:
 
-        def on_cluster():
-            from serving.core.ranking import score_partitions
+    def on_cluster():
+        # Started only when the population must be scored, and only for that.
+        from serving.core.ranking import score_partitions
 
+        with cluster(address, progress) as client:
             scored, checked = score_partitions(
                 client, parts, cutoff, models, settings, progress=progress
             )
-            typer.echo(checked.summary(), err=True)
-            return scored
+        typer.echo(checked.summary(), err=True)
+        return scored
 
-        result = run_monitor(
-            ScoreStore(data),
-            lambda: read_tables(data, progress, settings).tables,
-            cutoff,
-            out,
-            settings,
-            registry=reg,
-            champions=models,
-            source=str(data),
-            store_url=store_url(settings, data),
-            progress=progress,
-            score_now=on_cluster if client is not None else None,
-        )
+    result = run_monitor(
+        ScoreStore(data),
+        lambda: read_tables(data, progress, settings).tables,
+        cutoff,
+        out,
+        settings,
+        registry=reg,
+        champions=models,
+        source=str(data),
+        store_url=store_url(settings, data),
+        progress=progress,
+        score_now=on_cluster if address else None,
+    )
     summary = result.summary
 
     typer.echo(f"reports:  {out.resolve()}")
